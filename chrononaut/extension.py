@@ -1,0 +1,98 @@
+"""Flask glue: :class:`VersionedSQLAlchemy`, config keys and the request actor.
+
+Config keys, read once in :meth:`VersionedSQLAlchemy.init_app`:
+
+========================================  =======  =====================================
+key                                       default  meaning
+========================================  =======  =====================================
+``CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO``  False    refuse versioned updates and deletes
+                                                   flushed without extra change info
+``CHRONONAUT_EXTRA_CHANGE_INFO_FUNC``     None     callable returning a dict merged into
+                                                   the top level of every change_info
+========================================  =======  =====================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask_sqlalchemy import SQLAlchemy
+
+from .settings import DEFAULT_SETTINGS, Settings
+from .versioning import listeners
+
+EXTENSION_KEY = "chrononaut"
+
+
+class FlaskActor:
+    """Reads the acting user from Flask-Login and the address from the request."""
+
+    def user_id(self) -> Any:
+        if not has_request_context():
+            return None
+        try:
+            from flask_login import current_user
+        except ImportError:  # Flask-Login is optional
+            return None
+        try:
+            if current_user is None or not current_user.is_authenticated:
+                return None
+            return current_user.get_id()
+        except AttributeError:  # no LoginManager on this app
+            return None
+
+    def remote_addr(self) -> Any:
+        return request.remote_addr if has_request_context() else None
+
+
+def _read_settings(app: Flask) -> Settings:
+    config = app.config
+    func = config.setdefault("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC", None)
+    if func is not None and not callable(func):
+        raise TypeError(
+            f"CHRONONAUT_EXTRA_CHANGE_INFO_FUNC must be a callable returning a dict, got {func!r}"
+        )
+    return Settings(
+        require_extra_change_info=bool(
+            config.setdefault("CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO", False)
+        ),
+        extra_change_info_func=func,
+        actor=FlaskActor(),
+    )
+
+
+def _settings_of_current_app() -> Settings:
+    if not has_app_context():
+        return DEFAULT_SETTINGS
+    state = current_app.extensions.get(EXTENSION_KEY)
+    return state.settings if state is not None else DEFAULT_SETTINGS
+
+
+class _State:
+    def __init__(self, db: VersionedSQLAlchemy, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+
+class VersionedSQLAlchemy(SQLAlchemy):
+    """Drop-in replacement for :class:`flask_sqlalchemy.SQLAlchemy` that versions models.
+
+    Its sessions write history for every :class:`~chrononaut.Versioned` model::
+
+        db = VersionedSQLAlchemy(app)
+        # or
+        db = VersionedSQLAlchemy()
+        db.init_app(app)
+    """
+
+    def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
+        super().__init__(app=None, **kwargs)
+        listeners.listen(self.session, settings=_settings_of_current_app)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the extension on ``app`` and read its ``CHRONONAUT_*`` config."""
+        super().init_app(app)
+        app.extensions[EXTENSION_KEY] = _State(self, _read_settings(app))

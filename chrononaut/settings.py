@@ -1,0 +1,67 @@
+"""Settings the core reads at flush time, with their defaults in one place.
+
+The Flask extension fills them from ``app.config`` (keys ``CHRONONAUT_*``);
+without Flask, pass a :class:`Settings` to :func:`chrononaut.listen`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+#: Key of the settings (or a zero-argument callable returning them) in ``Session.info``.
+SESSION_INFO_KEY = "chrononaut_settings"
+
+
+class ActorProvider(Protocol):
+    """Where change_info's ``user_id`` and ``remote_addr`` come from."""
+
+    def user_id(self) -> Any: ...
+
+    def remote_addr(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Behaviour switches of a versioned session.
+
+    ``require_extra_change_info`` (config ``CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO``,
+    default False): refuse a versioned update or delete flushed without extra
+    change info. ``extra_change_info_func`` (config
+    ``CHRONONAUT_EXTRA_CHANGE_INFO_FUNC``, default None): a callable whose dict is
+    merged into the top level of every change_info. ``actor``: who is acting,
+    by default nobody (``user_id`` and ``remote_addr`` None).
+    """
+
+    require_extra_change_info: bool = False
+    extra_change_info_func: Callable[[], dict[str, Any]] | None = None
+    actor: ActorProvider | None = None
+
+
+DEFAULT_SETTINGS = Settings()
+
+_active: ContextVar[Settings] = ContextVar("chrononaut_active_settings", default=DEFAULT_SETTINGS)
+
+
+def settings_for(session: Any) -> Settings:
+    """The settings of ``session``: its own, or the defaults."""
+    source = session.info.get(SESSION_INFO_KEY)
+    if source is None:
+        return DEFAULT_SETTINGS
+    return source() if callable(source) else source
+
+
+def active_settings() -> Settings:
+    """The settings of the session being flushed right now (defaults outside a flush)."""
+    return _active.get()
+
+
+def activate(settings: Settings) -> Any:
+    """Make ``settings`` active; returns a token for :func:`deactivate`."""
+    return _active.set(settings)
+
+
+def deactivate(token: Any) -> None:
+    _active.reset(token)

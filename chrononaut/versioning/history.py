@@ -1,0 +1,449 @@
+"""Build the history table and history class of a versioned mapper.
+
+Schema only: nothing here touches a Session. :func:`build_history` runs once
+per versioned mapper, right after SQLAlchemy constructs it, so the history
+table is in the model's MetaData before ``create_all()`` or Alembic look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapper
+
+from ..exceptions import ConfigurationError, HiddenAttributeError, UntrackedAttributeError
+
+#: ``Column.info`` key marking the columns chrononaut adds.
+INFO_KEY = "chrononaut"
+
+#: Names of the columns every base history table adds.
+META_COLUMNS = ("version", "changed", "change_info")
+
+_OPTION_NAMES = ("__chrononaut_hidden__", "__chrononaut_untracked__")
+_INDEX_OPTION = "__chrononaut_disable_indices__"
+
+
+@dataclass
+class VersioningInfo:
+    """What chrononaut knows about one versioned class, kept as ``cls.__chrononaut__``."""
+
+    history_mapper: Mapper[Any]
+    history_table: sa.Table
+    #: Tables of the history hierarchy, base first (one for single-table inheritance).
+    history_tables: list[sa.Table]
+    #: attribute key -> model column, for the columns copied to history
+    tracked: dict[str, sa.Column[Any]]
+    hidden: frozenset[str]
+    untracked: frozenset[str]
+    pk_keys: tuple[str, ...]
+    primary_key_nonunique: bool
+    #: per history table: (history column name, model attribute key or meta name)
+    insert_columns: dict[sa.Table, list[tuple[str, str]]] = field(default_factory=dict)
+
+
+class HistoryBase:
+    """Base class of every generated ``<Model>History`` class.
+
+    A history object holds the values a record had before one change, its
+    ``version``, the ``changed`` time of that change and its ``change_info``.
+    """
+
+    __chrononaut_model__: type[Any]
+    version: int
+    changed: Any
+    change_info: dict[str, Any]
+
+    @property
+    def is_deletion(self) -> bool:
+        """True for the row written when the record was deleted (its last state)."""
+        return bool((self.change_info or {}).get("deleted"))
+
+    def __repr__(self) -> str:
+        mapper = sa.inspect(type(self))
+        pk = ", ".join(f"{c.key}={getattr(self, c.key, None)!r}" for c in mapper.primary_key)
+        return f"<{type(self).__name__}({pk})>"
+
+
+class _Unavailable:
+    """Class attribute on a history class for a column it does not keep."""
+
+    def __init__(self, key: str, hidden: bool) -> None:
+        self.key = key
+        self.hidden = hidden
+
+    def __get__(self, obj: Any, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        model = owner.__chrononaut_model__.__name__
+        if self.hidden:
+            raise HiddenAttributeError(
+                f"{model}.{self.key} is hidden (__chrononaut_hidden__): history keeps only "
+                "that it changed, in change_info['hidden_cols_changed'], not its values."
+            )
+        raise UntrackedAttributeError(
+            f"{model}.{self.key} is untracked (__chrononaut_untracked__): history does "
+            "not record it."
+        )
+
+
+def versioning_info(cls: type[Any]) -> VersioningInfo:
+    """The :class:`VersioningInfo` of a versioned class or raise ``TypeError``."""
+    info = cls.__dict__.get("__chrononaut__") or getattr(cls, "__chrononaut__", None)
+    if info is None:
+        raise TypeError(f"{cls.__name__} is not a mapped Versioned model")
+    return info
+
+
+def _option(cls: type[Any], name: str) -> list[str]:
+    value = getattr(cls, name, None) or []
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(
+            f"{cls.__name__}.{name} must be a list of column names, got {value!r}."
+        )
+    return list(value)
+
+
+def _column_attrs(mapper: Mapper[Any]) -> dict[str, sa.Column[Any]]:
+    """attribute key -> Column for the plain column attributes of ``mapper``."""
+    out = {}
+    # mapper.column_attrs would configure every mapper; this runs mid-declaration.
+    for prop in mapper._props.values():
+        if not isinstance(prop, sa.orm.ColumnProperty):
+            continue
+        column = prop.columns[0]
+        if isinstance(column, sa.Column) and column.table is not None:
+            out[prop.key] = column
+    return out
+
+
+def _resolve_names(cls: type[Any], name: str, columns: dict[str, sa.Column[Any]]) -> set[str]:
+    by_column_name = {c.name: key for key, c in columns.items()}
+    keys = set()
+    for entry in _option(cls, name):
+        key = entry if entry in columns else by_column_name.get(entry)
+        if key is None:
+            raise ConfigurationError(
+                f"{cls.__name__}.{name} names {entry!r}, which is not a column of "
+                f"{cls.__name__}; known columns: {', '.join(sorted(columns))}."
+            )
+        keys.add(key)
+    return keys
+
+
+def _copy_column(column: sa.Column[Any], disabled: set[str], key: str) -> sa.Column[Any]:
+    copy = column._copy()
+    copy.unique = False
+    copy.index = False
+    copy.default = copy.server_default = None
+    copy.onupdate = copy.server_onupdate = None
+    copy.autoincrement = False
+    copy.foreign_keys = set()
+    copy.constraints = set()
+    copy.comment = column.comment
+    copy.info = {INFO_KEY: "copy", "disable_index": key in disabled}
+    if not column.primary_key:
+        copy.nullable = True
+    return copy
+
+
+def _copy_indexes(model_table: sa.Table, history_table: sa.Table, disabled: set[str]) -> None:
+    """Non-unique copies of the model table's indexes and unique constraints."""
+    column_sets = [
+        idx.columns for idx in model_table.indexes if len(idx.expressions) == len(idx.columns)
+    ]
+    column_sets += [
+        uc.columns for uc in model_table.constraints if isinstance(uc, sa.UniqueConstraint)
+    ]
+    existing = {tuple(c.name for c in idx.columns) for idx in history_table.indexes}
+    for cols in column_sets:
+        names = tuple(c.name for c in cols)
+        if not names or names in existing:
+            continue
+        copies = [history_table.c.get(c.key) for c in cols]
+        if any(c is None or c.info.get("disable_index") for c in copies):
+            continue
+        existing.add(names)
+        sa.Index(f"ix_{history_table.name}_{'_'.join(names)}"[:63], *copies)
+
+
+def _history_class(
+    cls: type[Any], base: type[Any], hidden: set[str], untracked: set[str]
+) -> type[Any]:
+    namespace: dict[str, Any] = {"__module__": cls.__module__, "__chrononaut_model__": cls}
+    for key in hidden:
+        namespace[key] = _Unavailable(key, hidden=True)
+    for key in untracked:
+        namespace[key] = _Unavailable(key, hidden=False)
+    if getattr(cls, "__chrononaut_copy_validators__", False):
+        mapper = sa.inspect(cls)
+        for key, (method, _opts) in mapper.validators.items():
+            if key not in hidden | untracked:
+                namespace[method.__name__] = method
+    return type(f"{cls.__name__}History", (base,), namespace)
+
+
+def build_history(mapper: Mapper[Any]) -> VersioningInfo:
+    """Create the history table, class and mapper for a versioned ``mapper``."""
+    cls = mapper.class_
+    parent = mapper.inherits
+    parent_info: VersioningInfo | None = (
+        getattr(parent.class_, "__chrononaut__", None) if (parent is not None) else None
+    )
+    columns = _column_attrs(mapper)
+    hidden = _resolve_names(cls, "__chrononaut_hidden__", columns)
+    untracked = _resolve_names(cls, "__chrononaut_untracked__", columns)
+    disabled = _resolve_names(cls, _INDEX_OPTION, columns)
+    # Columns of RecordChanges live in the history table's own meta columns.
+    untracked |= {k for k, c in columns.items() if c.info.get(INFO_KEY) == "record_changes"}
+    pk_keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+    _check_options(cls, mapper, columns, hidden, untracked, pk_keys)
+
+    local = mapper.local_table
+    own = {
+        key: col
+        for key, col in columns.items()
+        if col.table is local and col.info.get(INFO_KEY) != "version"
+    }
+    tracked_here = {k: c for k, c in own.items() if k not in hidden | untracked}
+    # Load a column's old value when it is set unloaded, so history records it.
+    for key in columns.keys() - untracked:
+        mapper._props[key].active_history = True
+
+    if parent_info is None:
+        table, history_mapper = _build_base(cls, mapper, tracked_here, disabled, hidden, untracked)
+        tables = [table]
+    elif mapper.single:
+        table, history_mapper = _build_single(
+            cls, mapper, parent_info, tracked_here, disabled, hidden, untracked
+        )
+        tables = list(parent_info.history_tables)
+    else:
+        table, history_mapper = _build_joined(
+            cls, mapper, parent_info, tracked_here, disabled, hidden, untracked
+        )
+        tables = [*parent_info.history_tables, table]
+
+    tracked = {k: c for k, c in columns.items() if k not in hidden | untracked}
+    tracked = {k: c for k, c in tracked.items() if c.info.get(INFO_KEY) != "version"}
+    info = VersioningInfo(
+        history_mapper=history_mapper,
+        history_table=table,
+        history_tables=tables,
+        tracked=tracked,
+        hidden=frozenset(hidden),
+        untracked=frozenset(untracked),
+        pk_keys=pk_keys,
+        primary_key_nonunique=bool(getattr(cls, "__chrononaut_primary_key_nonunique__", False)),
+    )
+    info.insert_columns = _insert_columns(history_mapper, tables)
+    return info
+
+
+def _check_options(
+    cls: type[Any],
+    mapper: Mapper[Any],
+    columns: dict[str, sa.Column[Any]],
+    hidden: set[str],
+    untracked: set[str],
+    pk_keys: tuple[str, ...],
+) -> None:
+    both = hidden & untracked
+    if both:
+        raise ConfigurationError(
+            f"{cls.__name__} lists {sorted(both)!r} in both __chrononaut_hidden__ and "
+            "__chrononaut_untracked__; choose one."
+        )
+    in_pk = (hidden | untracked) & set(pk_keys)
+    if in_pk:
+        raise ConfigurationError(
+            f"{cls.__name__}: primary key columns {sorted(in_pk)!r} cannot be hidden or "
+            "untracked; history rows are keyed by them."
+        )
+    clashes = {
+        k
+        for k, c in columns.items()
+        if k in META_COLUMNS and c.info.get(INFO_KEY) is None and k not in untracked
+    }
+    if clashes:
+        raise ConfigurationError(
+            f"{cls.__name__} has columns {sorted(clashes)!r}, which the history table "
+            "uses for itself; rename them or add them to __chrononaut_untracked__."
+        )
+    discriminator = mapper.polymorphic_on
+    if discriminator is not None:
+        key = next((k for k, c in columns.items() if c is discriminator), None)
+        if key in hidden | untracked:
+            raise ConfigurationError(
+                f"{cls.__name__}: the polymorphic discriminator {key!r} cannot be hidden "
+                "or untracked; history loading needs it."
+            )
+
+
+def _history_table_name(cls: type[Any], table: sa.Table) -> str:
+    return cls.__dict__.get("__chrononaut_tablename__") or f"{table.name}_history"
+
+
+def _build_base(
+    cls: type[Any],
+    mapper: Mapper[Any],
+    tracked: dict[str, sa.Column[Any]],
+    disabled: set[str],
+    hidden: set[str],
+    untracked: set[str],
+) -> tuple[sa.Table, Mapper[Any]]:
+    local = mapper.local_table
+    copies = {key: _copy_column(col, disabled, key) for key, col in tracked.items()}
+    table = sa.Table(
+        _history_table_name(cls, local),
+        local.metadata,
+        *copies.values(),
+        sa.Column(
+            "version",
+            sa.Integer,
+            primary_key=True,
+            autoincrement=False,
+            info={INFO_KEY: "version"},
+        ),
+        sa.Column(
+            "changed", sa.DateTime(timezone=True), nullable=False, info={INFO_KEY: "changed"}
+        ),
+        sa.Column("change_info", JSONB, nullable=False, info={INFO_KEY: "change_info"}),
+        schema=local.schema,
+        comment=f"History of {local.fullname}, written by chrononaut",
+    )
+    _copy_indexes(local, table, disabled)
+    polymorphic_on = None
+    if mapper.polymorphic_on is not None:
+        polymorphic_on = next(
+            (copies[k] for k, c in tracked.items() if c is mapper.polymorphic_on), None
+        )
+    history_cls = _history_class(cls, HistoryBase, hidden, untracked)
+    history_mapper = mapper.registry.map_imperatively(
+        history_cls,
+        table,
+        properties=dict(copies),
+        polymorphic_on=polymorphic_on,
+        polymorphic_identity=mapper.polymorphic_identity if polymorphic_on is not None else None,
+    )
+    return table, history_mapper
+
+
+def _build_joined(
+    cls: type[Any],
+    mapper: Mapper[Any],
+    parent: VersioningInfo,
+    tracked: dict[str, sa.Column[Any]],
+    disabled: set[str],
+    hidden: set[str],
+    untracked: set[str],
+) -> tuple[sa.Table, Mapper[Any]]:
+    local = mapper.local_table
+    parent_table = parent.history_table
+    copies = {key: _copy_column(col, disabled, key) for key, col in tracked.items()}
+    pk_copies = [c for c in copies.values() if c.primary_key]
+    version = sa.Column(
+        "version", sa.Integer, primary_key=True, autoincrement=False, info={INFO_KEY: "version"}
+    )
+    # Join to the parent's history row of the same version, by the columns the
+    # model's own inheritance join uses.
+    referred = []
+    for copy in pk_copies:
+        model_col = local.c[copy.key]
+        fk = next(iter(model_col.foreign_keys), None)
+        target = fk.column if fk is not None else None
+        parent_key = (
+            next((k for k, c in parent.tracked.items() if c is target), None)
+            if target is not None
+            else None
+        )
+        if parent_key is None:
+            raise ConfigurationError(
+                f"{cls.__name__}: primary key column {copy.key!r} of a joined-inheritance "
+                "subclass must reference its parent's primary key for history to join."
+            )
+        referred.append(
+            parent_table.c[parent.history_mapper.get_property(parent_key).columns[0].key]
+        )
+    table = sa.Table(
+        _history_table_name(cls, local),
+        local.metadata,
+        *copies.values(),
+        version,
+        sa.ForeignKeyConstraint(
+            [*pk_copies, version],
+            [*referred, parent_table.c.version],
+            ondelete="CASCADE",
+        ),
+        schema=local.schema,
+        comment=f"History of {local.fullname}, written by chrononaut",
+    )
+    _copy_indexes(local, table, disabled)
+    history_cls = _history_class(cls, parent.history_mapper.class_, hidden, untracked)
+    properties = {key: col for key, col in copies.items() if not col.primary_key}
+    history_mapper = mapper.registry.map_imperatively(
+        history_cls,
+        table,
+        inherits=parent.history_mapper,
+        properties=properties,
+        polymorphic_identity=_identity(mapper, parent),
+    )
+    return table, history_mapper
+
+
+def _identity(mapper: Mapper[Any], parent: VersioningInfo) -> Any:
+    if parent.history_mapper.polymorphic_on is None:
+        return None
+    return mapper.polymorphic_identity
+
+
+def _build_single(
+    cls: type[Any],
+    mapper: Mapper[Any],
+    parent: VersioningInfo,
+    tracked: dict[str, sa.Column[Any]],
+    disabled: set[str],
+    hidden: set[str],
+    untracked: set[str],
+) -> tuple[sa.Table, Mapper[Any]]:
+    table = parent.history_table
+    properties = {}
+    for key, col in tracked.items():
+        existing = table.c.get(col.key)
+        if existing is None:
+            existing = _copy_column(col, disabled, key)
+            table.append_column(existing)
+            if col.index or col.unique:
+                sa.Index(f"ix_{table.name}_{col.name}"[:63], existing)
+        properties[key] = existing
+    history_cls = _history_class(cls, parent.history_mapper.class_, hidden, untracked)
+    history_mapper = mapper.registry.map_imperatively(
+        history_cls,
+        inherits=parent.history_mapper,
+        properties=properties,
+        polymorphic_identity=_identity(mapper, parent),
+    )
+    return table, history_mapper
+
+
+def _insert_columns(
+    history_mapper: Mapper[Any], tables: list[sa.Table]
+) -> dict[sa.Table, list[tuple[str, str]]]:
+    """Per history table, the (column key, attribute key) pairs one INSERT writes."""
+    out: dict[sa.Table, list[tuple[str, str]]] = {}
+    for table in tables:
+        pairs = []
+        for column in table.c:
+            marker = column.info.get(INFO_KEY)
+            if marker in ("version", "changed", "change_info"):
+                pairs.append((column.key, marker))
+                continue
+            try:
+                prop = history_mapper.get_property_by_column(column)
+            except sa.orm.exc.UnmappedColumnError:
+                continue  # a sibling single-table subclass's column
+            pairs.append((column.key, prop.key))
+        out[table] = pairs
+    return out

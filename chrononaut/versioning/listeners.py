@@ -1,0 +1,70 @@
+"""Every versioning event, registered in one place on the caller's session or factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+from ..settings import SESSION_INFO_KEY, Settings
+from . import bulk, recorder
+
+_EVENTS = (
+    ("before_flush", recorder.before_flush),
+    ("after_flush", recorder.after_flush),
+    ("after_soft_rollback", recorder.after_soft_rollback),
+    ("do_orm_execute", bulk.do_orm_execute),
+)
+
+
+def _target(session_or_factory: Any) -> Any:
+    if isinstance(session_or_factory, scoped_session):
+        return session_or_factory.session_factory
+    if isinstance(session_or_factory, sessionmaker | Session) or (
+        isinstance(session_or_factory, type) and issubclass(session_or_factory, Session)
+    ):
+        return session_or_factory
+    raise TypeError(
+        "listen() takes a Session, a Session subclass, a sessionmaker or a scoped_session, "
+        f"got {session_or_factory!r}"
+    )
+
+
+def _set_settings(target: Any, settings: Any) -> None:
+    if settings is None:
+        return
+    if isinstance(target, sessionmaker):
+        target.kw.setdefault("info", {})[SESSION_INFO_KEY] = settings
+    elif isinstance(target, Session):
+        target.info[SESSION_INFO_KEY] = settings
+    else:
+        raise TypeError("settings can be given for a Session or a sessionmaker, not a class")
+
+
+def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
+    """Version ``Versioned`` models flushed through ``session_or_factory``.
+
+    ``settings`` is a :class:`chrononaut.Settings` or a zero-argument callable
+    returning one (read at every flush)::
+
+        Session = sessionmaker(engine)
+        chrononaut.versioning.listen(Session)
+    """
+    target = _target(session_or_factory)
+    _set_settings(target, settings)
+    for name, fn in _EVENTS:
+        if not sa.event.contains(target, name, fn):
+            sa.event.listen(target, name, fn)
+
+
+def remove(session_or_factory: Any) -> None:
+    """Undo :func:`listen`."""
+    target = _target(session_or_factory)
+    for name, fn in _EVENTS:
+        if sa.event.contains(target, name, fn):
+            sa.event.remove(target, name, fn)
+
+
+def is_listening(session_or_factory: Any) -> bool:
+    return sa.event.contains(_target(session_or_factory), "before_flush", recorder.before_flush)

@@ -1,0 +1,110 @@
+"""Reading history: ``versions()``, ``version_at()``, ``diff()`` and friends."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Query, Session
+
+from ..exceptions import ChrononautException
+from .history import INFO_KEY, HistoryBase, versioning_info
+
+
+def _session(obj: Any) -> Session:
+    session = sa.inspect(obj).session
+    if session is None:
+        raise ChrononautException(
+            f"{type(obj).__name__} instance is not attached to a session; history is read "
+            "through the session that loaded it. Use session.merge() or session.add() first."
+        )
+    return session
+
+
+def versions_query(
+    obj: Any, before: datetime | None = None, after: datetime | None = None
+) -> Query[Any]:
+    """A query of ``obj``'s history objects, ordered by version."""
+    info = versioning_info(type(obj))
+    history_cls = info.history_mapper.class_
+    query = _session(obj).query(history_cls)
+    for key in info.pk_keys:
+        query = query.filter(getattr(history_cls, key) == getattr(obj, key))
+    if before is not None:
+        query = query.filter(history_cls.changed <= before)
+    if after is not None:
+        query = query.filter(history_cls.changed >= after)
+    return query.order_by(history_cls.version)
+
+
+def version_at(obj: Any, at: datetime) -> Any:
+    """The earliest history object changed at or after ``at``, else ``obj`` itself."""
+    found = versions_query(obj, after=at).first()
+    return obj if found is None else found
+
+
+def has_changed_since(obj: Any, since: datetime) -> bool:
+    query = versions_query(obj, after=since)
+    return _session(obj).query(query.exists()).scalar()
+
+
+def previous_version(obj: Any) -> Any:
+    info = versioning_info(type(obj))
+    history_cls = info.history_mapper.class_
+    return versions_query(obj).order_by(None).order_by(history_cls.version.desc()).first()
+
+
+def _pk(obj: Any, keys: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(getattr(obj, k) for k in keys)
+
+
+def _data_keys(history_cls: type[Any]) -> list[str]:
+    mapper = sa.inspect(history_cls)
+    keys = []
+    for prop in mapper.column_attrs:
+        if prop.columns[0].info.get(INFO_KEY) in ("version", "changed", "change_info"):
+            continue
+        keys.append(prop.key)
+    return keys
+
+
+def diff(
+    obj: Any, from_model: Any, to: Any = None, include_hidden: bool = False
+) -> dict[str, tuple[Any, Any]]:
+    """``{column: (old, new)}`` between history object ``from_model`` and ``to``."""
+    info = versioning_info(type(obj))
+    to = obj if to is None else to
+    if not isinstance(from_model, HistoryBase):
+        raise ChrononautException("Cannot diff from a non-history model.")
+    if not isinstance(to, HistoryBase | type(obj)) and not hasattr(to, "__chrononaut__"):
+        raise ChrononautException(
+            f"Cannot diff to {to!r}: pass a history object or the current record."
+        )
+    keys = info.pk_keys
+    if not (_pk(from_model, keys) == _pk(obj, keys) == _pk(to, keys)):
+        raise ChrononautException("You can only diff models with the same primary keys.")
+    if from_model.version >= to.version:
+        raise ChrononautException(
+            f"Diffs must be chronological. Your from_model (version {from_model.version}) "
+            f"post-dates or equals your to (version {to.version})."
+        )
+    result = {}
+    for key in _data_keys(type(from_model)):
+        if key not in info.tracked:
+            continue
+        old, new = getattr(from_model, key), getattr(to, key)
+        if old != new:
+            result[key] = (old, new)
+    if include_hidden and info.hidden:
+        history_cls = info.history_mapper.class_
+        rows = (
+            versions_query(obj)
+            .filter(history_cls.version >= from_model.version, history_cls.version < to.version)
+            .with_entities(history_cls.change_info)
+            .all()
+        )
+        changed_hidden = {c for (ci,) in rows for c in (ci or {}).get("hidden_cols_changed", [])}
+        for key in sorted(changed_hidden & info.hidden):
+            result[key] = (None, getattr(obj, key))
+    return result

@@ -1,0 +1,248 @@
+"""Write history rows on flush, and for bulk UPDATE and DELETE statements.
+
+``before_flush`` works out, for every changed versioned object, the row of
+prior values and bumps its ``version``; ``after_flush`` inserts the rows, one
+multi-row INSERT per history table, after the ORM's own UPDATEs and DELETEs
+succeeded. A flush that fails writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm.attributes import NO_VALUE
+
+from .. import context
+from ..exceptions import ChrononautException
+from ..settings import activate, deactivate, settings_for
+from .change_info import ChangeInfoBuilder
+from .history import HistoryBase, VersioningInfo
+from .record_changes import RecordChanges
+
+#: Key in ``Session.info`` of the rows the current flush will insert.
+PENDING_ROWS_KEY = "chrononaut_pending_history"
+
+
+def utcnow() -> datetime:
+    """The time recorded in ``changed``: timezone-aware UTC, microsecond precision."""
+    return datetime.now(timezone.utc)
+
+
+class _Rows:
+    """History rows of one flush, grouped by history table in dependency order."""
+
+    def __init__(self) -> None:
+        self.by_table: dict[sa.Table, list[dict[str, Any]]] = defaultdict(list)
+        self.bind_mapper: dict[sa.Table, Any] = {}
+        self.order: list[sa.Table] = []
+
+    def add(self, info: VersioningInfo, mapper: Any, values: dict[str, Any]) -> None:
+        for table, pairs in info.insert_columns.items():
+            if table not in self.bind_mapper:
+                self.bind_mapper[table] = mapper
+                self.order.append(table)
+            row = dict.fromkeys(table.c.keys())
+            for column_key, source in pairs:
+                row[column_key] = values[source]
+            self.by_table[table].append(row)
+
+    def insert(self, session: Session) -> None:
+        # Parents before children: a joined subclass's history row references
+        # its parent's row. Sorting by the MetaData's dependency order does that.
+        tables = sorted(self.order, key=lambda t: _table_rank(t))
+        for table in tables:
+            connection = session.connection(bind_arguments={"mapper": self.bind_mapper[table]})
+            connection.execute(table.insert(), self.by_table[table])
+
+
+def _table_rank(table: sa.Table) -> int:
+    rank, seen = 0, table
+    while True:
+        parents = [fk.column.table for fk in seen.foreign_keys if fk.column.table is not seen]
+        if not parents:
+            return rank
+        rank, seen = rank + 1, parents[0]
+
+
+def _is_versioned(obj: Any) -> bool:
+    return getattr(type(obj), "__chrononaut__", None) is not None
+
+
+def _changed_keys(state: Any, info: VersioningInfo, mapper: Any) -> tuple[set[str], set[str]]:
+    """(tracked keys, hidden keys) whose value changed since the object was loaded."""
+    committed = state.committed_state
+    tracked, hidden = set(), set()
+    for key in committed:
+        in_tracked = key in info.tracked
+        if not in_tracked and key not in info.hidden:
+            continue
+        old = committed[key]
+        new = state.dict.get(key, NO_VALUE)
+        if old is not NO_VALUE and state.manager[key].impl.is_equal(new, old):
+            continue
+        (tracked if in_tracked else hidden).add(key)
+    # A many-to-one relationship change updates its foreign key during the
+    # flush; record the foreign key's prior value now.
+    for prop in mapper.relationships:
+        if prop.key in committed and prop.direction.name == "MANYTOONE":
+            for column in prop.local_columns:
+                key = mapper.get_property_by_column(column).key
+                if key in info.tracked:
+                    tracked.add(key)
+    return tracked, hidden
+
+
+def _prior_values(obj: Any, state: Any, info: VersioningInfo) -> dict[str, Any]:
+    committed = state.committed_state
+    values = {}
+    for key in info.tracked:
+        if key in committed and committed[key] is not NO_VALUE:
+            values[key] = committed[key]
+        elif key in state.dict:
+            values[key] = state.dict[key]
+        else:
+            values[key] = getattr(obj, key)  # deferred or expired: load it
+    return values
+
+
+def _committed_version(obj: Any, state: Any) -> int:
+    old = state.committed_state.get("version", NO_VALUE)
+    if old is NO_VALUE or old is None:
+        old = state.dict.get("version", NO_VALUE)
+    if old is NO_VALUE:
+        old = obj.version
+    return old
+
+
+class _FlushRecorder:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.settings = settings_for(session)
+        self.builder = ChangeInfoBuilder(self.settings)
+        self.now = utcnow()
+        self.rows = _Rows()
+
+    def require_extra(self, obj: Any, state: Any) -> None:
+        if self.settings.require_extra_change_info and not self.builder.has_extra(state):
+            raise ChrononautException(
+                f"{type(obj).__name__} {sa.inspect(obj).identity!r} was changed without extra "
+                "change info, which CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO requires; wrap the "
+                "change in rationale(...) or extra_change_info(...)."
+            )
+
+    def record_update(self, obj: Any) -> None:
+        state = sa.inspect(obj)
+        info = type(obj).__chrononaut__
+        mapper = state.mapper
+        tracked, hidden = _changed_keys(state, info, mapper)
+        if not tracked and not hidden:
+            return
+        self.require_extra(obj, state)
+        version = _committed_version(obj, state)
+        values = _prior_values(obj, state, info)
+        values["version"] = version
+        values["changed"] = self.now
+        values["change_info"] = self.builder.build(obj, state, hidden_changed=sorted(hidden))
+        self.rows.add(info, mapper, values)
+        state.info.pop(context.PENDING_INFO_KEY, None)
+        obj.version = version + 1
+
+    def record_delete(self, obj: Any) -> None:
+        state = sa.inspect(obj)
+        info = type(obj).__chrononaut__
+        self.require_extra(obj, state)
+        values = _prior_values(obj, state, info)
+        values["version"] = _committed_version(obj, state)
+        values["changed"] = self.now
+        values["change_info"] = self.builder.build(obj, state, deleted=True)
+        self.rows.add(info, state.mapper, values)
+        state.info.pop(context.PENDING_INFO_KEY, None)
+
+    def continue_numbering(self, objs: list[Any]) -> None:
+        """Start re-inserted keys after their last history version."""
+        by_class: dict[type[Any], list[Any]] = defaultdict(list)
+        for obj in objs:
+            info = type(obj).__chrononaut__
+            pk = tuple(getattr(obj, k) for k in info.pk_keys)
+            if None not in pk:
+                by_class[type(obj)].append((pk, obj))
+        for cls, pairs in by_class.items():
+            info = cls.__chrononaut__
+            hist = info.history_mapper
+            pk_cols = [hist.get_property(k).columns[0] for k in info.pk_keys]
+            version_col = hist.get_property("version").columns[0]
+            stmt = (
+                sa.select(*pk_cols, sa.func.max(version_col))
+                .where(sa.tuple_(*pk_cols).in_([pk for pk, _ in pairs]))
+                .group_by(*pk_cols)
+            )
+            connection = self.session.connection(bind_arguments={"mapper": sa.inspect(cls)})
+            last = {tuple(row[:-1]): row[-1] for row in connection.execute(stmt)}
+            for pk, obj in pairs:
+                if pk in last:
+                    obj.version = last[pk] + 1
+
+    def stamp(self, obj: RecordChanges) -> None:
+        obj.change_info = self.builder.build(obj if _is_versioned(obj) else None, sa.inspect(obj))
+        obj.changed = self.now
+
+
+def _check_history_writes(session: Session) -> None:
+    for obj in session.deleted:
+        if isinstance(obj, HistoryBase) and not context.history_deletion_allowed():
+            raise ChrononautException(
+                f"Refusing to delete {obj!r}: history rows are kept; delete them only inside "
+                "suppress_versioning(allow_deleting_history=True)."
+            )
+    for obj in session.dirty:
+        if isinstance(obj, HistoryBase) and session.is_modified(obj):
+            raise ChrononautException(f"Refusing to modify {obj!r}: history rows are immutable.")
+
+
+def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
+    """Compute history rows and bump versions for everything about to be flushed."""
+    session.info.pop(PENDING_ROWS_KEY, None)
+    _check_history_writes(session)
+    recorder = _FlushRecorder(session)
+    token = activate(recorder.settings)
+    try:
+        suppressed = context.versioning_suppressed()
+        new = [o for o in session.new if _is_versioned(o)]
+        for obj in session.new:
+            if isinstance(obj, RecordChanges):
+                recorder.stamp(obj)
+        if suppressed:
+            return
+        nonunique = [o for o in new if type(o).__chrononaut__.primary_key_nonunique]
+        if nonunique:
+            recorder.continue_numbering(nonunique)
+        for obj in session.dirty:
+            if _is_versioned(obj):
+                before = obj.version
+                recorder.record_update(obj)
+                if isinstance(obj, RecordChanges) and obj.version != before:
+                    recorder.stamp(obj)
+            elif isinstance(obj, RecordChanges) and session.is_modified(obj):
+                recorder.stamp(obj)
+        for obj in session.deleted:
+            if _is_versioned(obj):
+                recorder.record_delete(obj)
+        if recorder.rows.order:
+            session.info[PENDING_ROWS_KEY] = recorder.rows
+    finally:
+        deactivate(token)
+
+
+def after_flush(session: Session, flush_context: Any) -> None:
+    """Insert the rows computed in ``before_flush``, now that the ORM's writes succeeded."""
+    rows: _Rows | None = session.info.pop(PENDING_ROWS_KEY, None)
+    if rows is not None:
+        rows.insert(session)
+
+
+def after_soft_rollback(session: Session, previous_transaction: Any) -> None:
+    session.info.pop(PENDING_ROWS_KEY, None)
