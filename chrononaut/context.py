@@ -8,16 +8,18 @@ Nothing in this module imports Flask.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
 
 from .exceptions import ChrononautException
 
-_extra_info: ContextVar[dict[str, Any]] = ContextVar("chrononaut_extra_info", default={})
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+_extra_info: ContextVar[Mapping[str, Any]] = ContextVar("chrononaut_extra_info", default=_NO_EXTRA)
 _suppressed: ContextVar[tuple[bool, bool]] = ContextVar(
     "chrononaut_suppressed", default=(False, False)
 )
@@ -43,7 +45,7 @@ def ensure_json(value: dict[str, Any], what: str) -> dict[str, Any]:
 
 def current_extra_info() -> dict[str, Any]:
     """The extra change info set by the enclosing :func:`extra_change_info` blocks."""
-    return _extra_info.get()
+    return dict(_extra_info.get())
 
 
 @contextmanager
