@@ -71,7 +71,7 @@ def engine(clean_database: str) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
-def Base() -> type[DeclarativeBase]:  # noqa: N802 - reads like the class it is
+def Base() -> type[DeclarativeBase]:
     """A fresh declarative base (own MetaData and registry) for the test's models."""
 
     class Base(DeclarativeBase):
