@@ -7,24 +7,38 @@ from .context import append_change_info as append_change_info
 from .context import extra_change_info as extra_change_info
 from .context import rationale as rationale
 from .context import suppress_versioning as suppress_versioning
+from .exceptions import Change as Change
 from .exceptions import ChrononautException as ChrononautException
 from .exceptions import ConfigurationError as ConfigurationError
+from .exceptions import ConflictError as ConflictError
+from .exceptions import DeadlockError as DeadlockError
 from .exceptions import HiddenAttributeError as HiddenAttributeError
+from .exceptions import LockTimeoutError as LockTimeoutError
+from .exceptions import RecordLockedError as RecordLockedError
 from .exceptions import UntrackedAttributeError as UntrackedAttributeError
 from .extension import VersionedSQLAlchemy as VersionedSQLAlchemy
+from .locking.advisory import lock as lock
+from .locking.leases import Lease as Lease
+from .locking.optimistic import retry_on_conflict as retry_on_conflict
+from .session import listen as listen
+from .session import remove as remove
 from .settings import Settings as Settings
 from .versioning import HistoryBase as HistoryBase
 from .versioning import RecordChanges as RecordChanges
 from .versioning import Versioned as Versioned
-from .versioning import listen as listen
-from .versioning import remove as remove
 
 __all__ = [
+    "Change",
     "ChrononautException",
     "ConfigurationError",
+    "ConflictError",
+    "DeadlockError",
     "HiddenAttributeError",
     "HistoryBase",
+    "Lease",
+    "LockTimeoutError",
     "RecordChanges",
+    "RecordLockedError",
     "Settings",
     "UntrackedAttributeError",
     "Versioned",
@@ -33,7 +47,9 @@ __all__ = [
     "append_change_info",
     "extra_change_info",
     "listen",
+    "lock",
     "rationale",
     "remove",
+    "retry_on_conflict",
     "suppress_versioning",
 ]

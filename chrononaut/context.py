@@ -29,6 +29,8 @@ _acting_user: ContextVar[tuple[bool, Any]] = ContextVar(
 
 #: Key of an instance's pending extra info in ``sa.inspect(obj).info``.
 PENDING_INFO_KEY = "chrononaut_pending_info"
+#: Key of an instance's pending top-level change_info entries (such as a broken lease).
+PENDING_TOP_INFO_KEY = "chrononaut_pending_top_info"
 
 
 def ensure_json(value: dict[str, Any], what: str) -> dict[str, Any]:

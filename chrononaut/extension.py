@@ -9,6 +9,9 @@ key                                       default  meaning
                                                    flushed without extra change info
 ``CHRONONAUT_EXTRA_CHANGE_INFO_FUNC``     None     callable returning a dict merged into
                                                    the top level of every change_info
+``CHRONONAUT_LOCK_WAIT``                  0        seconds a flush waits for another
+                                                   transaction's ``lock()`` on a record
+                                                   it writes (0: refuse at once)
 ========================================  =======  =====================================
 """
 
@@ -19,8 +22,8 @@ from typing import Any
 from flask import Flask, current_app, has_app_context, has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 
+from .session import listen
 from .settings import DEFAULT_SETTINGS, Settings
-from .versioning import listeners
 
 EXTENSION_KEY = "chrononaut"
 
@@ -59,6 +62,7 @@ def _read_settings(app: Flask) -> Settings:
         ),
         extra_change_info_func=func,
         actor=FlaskActor(),
+        lock_wait=config.setdefault("CHRONONAUT_LOCK_WAIT", 0),
     )
 
 
@@ -88,7 +92,7 @@ class VersionedSQLAlchemy(SQLAlchemy):
 
     def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
         super().__init__(app=None, **kwargs)
-        listeners.listen(self.session, settings=_settings_of_current_app)
+        listen(self.session, settings=_settings_of_current_app)
         if app is not None:
             self.init_app(app)
 

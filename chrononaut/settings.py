@@ -32,12 +32,22 @@ class Settings:
     change info. ``extra_change_info_func`` (config
     ``CHRONONAUT_EXTRA_CHANGE_INFO_FUNC``, default None): a callable whose dict is
     merged into the top level of every change_info. ``actor``: who is acting,
-    by default nobody (``user_id`` and ``remote_addr`` None).
+    by default nobody (``user_id`` and ``remote_addr`` None). ``lock_wait``
+    (config ``CHRONONAUT_LOCK_WAIT``, default 0): seconds a flush waits for
+    another transaction's ``lock()`` on a record it writes before raising
+    :class:`~chrononaut.RecordLockedError`; 0 refuses at once.
     """
 
     require_extra_change_info: bool = False
     extra_change_info_func: Callable[[], dict[str, Any]] | None = None
     actor: ActorProvider | None = None
+    lock_wait: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lock_wait, int | float) or self.lock_wait < 0:
+            raise ValueError(
+                f"lock_wait (CHRONONAUT_LOCK_WAIT) must be seconds >= 0, got {self.lock_wait!r}"
+            )
 
 
 DEFAULT_SETTINGS = Settings()

@@ -10,22 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import context
-from ..settings import Settings, active_settings
-
-
-def current_user_id() -> Any:
-    """The acting user: :func:`chrononaut.acting_as`, else the settings' actor, else None."""
-    explicit, user_id = context.acting_user()
-    if explicit:
-        return user_id
-    actor = active_settings().actor
-    return actor.user_id() if actor is not None else None
-
-
-def current_remote_addr() -> Any:
-    """The client address from the settings' actor, else None."""
-    actor = active_settings().actor
-    return actor.remote_addr() if actor is not None else None
+from ..actor import current_remote_addr, current_user_id
+from ..settings import Settings
 
 
 def pending_info(state: Any) -> dict[str, Any] | None:
@@ -79,6 +65,8 @@ class ChangeInfoBuilder:
             extra = {**extra, **pending}
         if extra:
             info["extra"] = extra
+        if state is not None:
+            info.update(state.info.get(context.PENDING_TOP_INFO_KEY) or {})
         if hidden_changed:
             info["hidden_cols_changed"] = sorted(hidden_changed)
         if deleted:

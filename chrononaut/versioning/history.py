@@ -8,6 +8,7 @@ table is in the model's MetaData before ``create_all()`` or Alembic look.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +43,16 @@ class VersioningInfo:
     primary_key_nonunique: bool
     #: per history table: (history column name, model attribute key or meta name)
     insert_columns: dict[sa.Table, list[tuple[str, str]]] = field(default_factory=dict)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """``timestamptz`` that reads back in UTC whatever the connection's time zone."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.astimezone(timezone.utc) if value is not None else None
 
 
 class HistoryBase:
@@ -175,7 +186,7 @@ def _history_class(
     namespace: dict[str, Any] = {"__module__": cls.__module__, "__chrononaut_model__": cls}
     for key in hidden:
         namespace[key] = _Unavailable(key, hidden=True)
-    for key in untracked:
+    for key in untracked - set(META_COLUMNS):  # the history table's own columns win
         namespace[key] = _Unavailable(key, hidden=False)
     if getattr(cls, "__chrononaut_copy_validators__", False):
         mapper = sa.inspect(cls)
@@ -196,6 +207,9 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
     hidden = _resolve_names(cls, "__chrononaut_hidden__", columns)
     untracked = _resolve_names(cls, "__chrononaut_untracked__", columns)
     disabled = _resolve_names(cls, _INDEX_OPTION, columns)
+    if parent_info is not None:  # a subclass's own lists add to its parent's
+        hidden |= parent_info.hidden
+        untracked |= parent_info.untracked
     # Columns of RecordChanges live in the history table's own meta columns.
     untracked |= {k for k, c in columns.items() if c.info.get(INFO_KEY) == "record_changes"}
     pk_keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
@@ -238,7 +252,7 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
         pk_keys=pk_keys,
         primary_key_nonunique=bool(getattr(cls, "__chrononaut_primary_key_nonunique__", False)),
     )
-    info.insert_columns = _insert_columns(history_mapper, tables)
+    info.insert_columns = _insert_columns(history_mapper, tables, set(tracked))
     return info
 
 
@@ -263,9 +277,10 @@ def _check_options(
             "untracked; history rows are keyed by them."
         )
     clashes = {
-        k
+        name
         for k, c in columns.items()
-        if k in META_COLUMNS and c.info.get(INFO_KEY) is None and k not in untracked
+        for name in {k, c.name} & set(META_COLUMNS)
+        if c.info.get(INFO_KEY) is None and k not in untracked
     }
     if clashes:
         raise ConfigurationError(
@@ -307,9 +322,7 @@ def _build_base(
             autoincrement=False,
             info={INFO_KEY: "version"},
         ),
-        sa.Column(
-            "changed", sa.DateTime(timezone=True), nullable=False, info={INFO_KEY: "changed"}
-        ),
+        sa.Column("changed", UTCDateTime(), nullable=False, info={INFO_KEY: "changed"}),
         sa.Column("change_info", JSONB, nullable=False, info={INFO_KEY: "change_info"}),
         schema=local.schema,
         comment=f"History of {local.fullname}, written by chrononaut",
@@ -419,17 +432,20 @@ def _build_single(
                 sa.Index(f"ix_{table.name}_{col.name}"[:63], existing)
         properties[key] = existing
     history_cls = _history_class(cls, parent.history_mapper.class_, hidden, untracked)
+    inherited = set(parent.history_mapper.columns)
+    siblings = [c.key for c in table.c if c not in inherited and c.key not in properties]
     history_mapper = mapper.registry.map_imperatively(
         history_cls,
         inherits=parent.history_mapper,
         properties=properties,
+        exclude_properties=siblings,
         polymorphic_identity=_identity(mapper, parent),
     )
     return table, history_mapper
 
 
 def _insert_columns(
-    history_mapper: Mapper[Any], tables: list[sa.Table]
+    history_mapper: Mapper[Any], tables: list[sa.Table], tracked: set[str]
 ) -> dict[sa.Table, list[tuple[str, str]]]:
     """Per history table, the (column key, attribute key) pairs one INSERT writes."""
     out: dict[sa.Table, list[tuple[str, str]]] = {}
@@ -444,6 +460,7 @@ def _insert_columns(
                 prop = history_mapper.get_property_by_column(column)
             except sa.orm.exc.UnmappedColumnError:
                 continue  # a sibling single-table subclass's column
-            pairs.append((column.key, prop.key))
+            if prop.key in tracked:
+                pairs.append((column.key, prop.key))
         out[table] = pairs
     return out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Mapper, Query, mapped_column
 
+from ..locking import advisory, leases, optimistic
 from . import change_info, queries
 from .history import INFO_KEY, VersioningInfo, build_history
 
@@ -83,6 +85,50 @@ class Versioned:
         """
         return queries.diff(self, from_model, to=to, include_hidden=include_hidden)
 
+    # --- locking: see chrononaut.locking ---------------------------------------
+
+    def lock(
+        self, nowait: bool = False, timeout: float | None = None, shared: bool = False
+    ) -> AbstractContextManager[None]:
+        """Lock this record until the block ends, refreshed from the database.
+
+        ::
+
+            with doc.lock(timeout=5):
+                doc.counter += 1
+            # committed, lock released
+        """
+        return advisory.lock(self, nowait=nowait, timeout=timeout, shared=shared)
+
+    def is_locked(self) -> bool:
+        """Whether another transaction holds this record's ``lock()``."""
+        return advisory.is_locked(self)
+
+    def check_version(self, expected: int) -> None:
+        """Raise :class:`~chrononaut.ConflictError` unless this record is at ``expected``."""
+        optimistic.check_version(self, expected)
+
+    def apply_changes(self, changes: dict[str, Any], base_version: int) -> None:
+        """Apply a stale form's ``changes`` if none of those columns changed since."""
+        optimistic.apply_changes(self, changes, base_version)
+
+    def acquire_lease(
+        self, ttl: timedelta = leases.DEFAULT_TTL, owner: Any = None, force: bool = False
+    ) -> leases.Lease:
+        """Take or renew the edit lease on this record (see :mod:`chrononaut.locking.leases`)."""
+        return leases.acquire_lease(self, ttl=ttl, owner=owner, force=force)
+
+    @property
+    def lease(self) -> leases.Lease | None:
+        """The current unexpired lease on this record, or None."""
+        return leases.current_lease(self)
+
+    def release_lease(self, force: bool = False) -> None:
+        """Release this record's lease; another owner's needs ``force=True``."""
+        leases.release_lease(self, force=force)
+
+    # --- change_info hooks ---------------------------------------------------
+
     def _fetch_current_user_id(self) -> Any:
         """The acting user's id for change_info; override to change who is recorded."""
         return change_info.current_user_id()
@@ -95,5 +141,8 @@ class Versioned:
 @sa.event.listens_for(Versioned, "after_mapper_constructed", propagate=True)
 def _build_history_for(mapper: Mapper[Any], cls: type[Any]) -> None:
     info = build_history(mapper)
+    if len(info.history_tables) == 1 and not mapper.single:  # the hierarchy's base
+        optimistic.configure_version_counter(mapper)
+        leases.leases_table(mapper.local_table.metadata)
     cls.__chrononaut__ = info
     cls.__history_mapper__ = info.history_mapper

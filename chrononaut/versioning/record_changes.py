@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .history import INFO_KEY
+from .history import INFO_KEY, UTCDateTime
 
 
 class RecordChanges:
@@ -29,5 +28,5 @@ class RecordChanges:
         JSONB, nullable=True, info={INFO_KEY: "record_changes"}
     )
     changed: Mapped[datetime] = mapped_column(
-        sa.DateTime(timezone=True), nullable=True, info={INFO_KEY: "record_changes"}
+        UTCDateTime(), nullable=True, info={INFO_KEY: "record_changes"}
     )

@@ -18,6 +18,7 @@ from sqlalchemy.orm.attributes import NO_VALUE
 
 from .. import context
 from ..exceptions import ChrononautException
+from ..locking import optimistic
 from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
 from .history import HistoryBase, VersioningInfo
@@ -96,6 +97,23 @@ def _changed_keys(state: Any, info: VersioningInfo, mapper: Any) -> tuple[set[st
     return tracked, hidden
 
 
+def _changed_untracked(state: Any, info: VersioningInfo) -> list[str]:
+    committed = state.committed_state
+    changed = []
+    for key in info.untracked:
+        if key not in committed:
+            continue
+        old, new = committed[key], state.dict.get(key, NO_VALUE)
+        if old is NO_VALUE or not state.manager[key].impl.is_equal(new, old):
+            changed.append(key)
+    return changed
+
+
+def _consume_pending(state: Any) -> None:
+    state.info.pop(context.PENDING_INFO_KEY, None)
+    state.info.pop(context.PENDING_TOP_INFO_KEY, None)
+
+
 def _prior_values(obj: Any, state: Any, info: VersioningInfo) -> dict[str, Any]:
     committed = state.committed_state
     values = {}
@@ -140,6 +158,9 @@ class _FlushRecorder:
         mapper = state.mapper
         tracked, hidden = _changed_keys(state, info, mapper)
         if not tracked and not hidden:
+            untracked = _changed_untracked(state, info)
+            if untracked:
+                optimistic.write_untracked_only(self.session, obj, untracked)
             return
         self.require_extra(obj, state)
         version = _committed_version(obj, state)
@@ -148,7 +169,7 @@ class _FlushRecorder:
         values["changed"] = self.now
         values["change_info"] = self.builder.build(obj, state, hidden_changed=sorted(hidden))
         self.rows.add(info, mapper, values)
-        state.info.pop(context.PENDING_INFO_KEY, None)
+        _consume_pending(state)
         obj.version = version + 1
 
     def record_delete(self, obj: Any) -> None:
@@ -160,7 +181,7 @@ class _FlushRecorder:
         values["changed"] = self.now
         values["change_info"] = self.builder.build(obj, state, deleted=True)
         self.rows.add(info, state.mapper, values)
-        state.info.pop(context.PENDING_INFO_KEY, None)
+        _consume_pending(state)
 
     def continue_numbering(self, objs: list[Any]) -> None:
         """Start re-inserted keys after their last history version."""

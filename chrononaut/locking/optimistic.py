@@ -1,0 +1,275 @@
+"""The version counter: stale writes fail, and the failure explains itself.
+
+Every versioned model's ``version`` column is SQLAlchemy's ``version_id_col``
+(with chrononaut choosing the values): each ORM UPDATE and DELETE carries
+``WHERE version = <loaded version>``. When another transaction changed the row
+first, the statement matches nothing and the flush raises
+:class:`~chrononaut.ConflictError`, built from history: who changed which
+columns since the version the writer loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from ..exceptions import Change, ConflictError, RecordLockedError
+from . import keys
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Key in ``Session.info``: (class, identity, expected version) of this flush's writes.
+EXPECTED_KEY = "chrononaut_expected_versions"
+
+
+def configure_version_counter(mapper: Mapper[Any]) -> None:
+    """Make the ``version`` column the mapper's version_id_col (values set by chrononaut)."""
+    mapper.version_id_col = mapper.local_table.c.version
+    mapper.version_id_generator = False
+
+
+def write_untracked_only(session: Session, obj: Any, changed: list[str]) -> None:
+    """Write changes of untracked columns outside the version counter.
+
+    Untracked columns are outside concurrency control: the UPDATE is keyed by
+    primary key alone and neither checks nor bumps ``version``, so a UI counter
+    never causes a false conflict.
+    """
+    state = sa.inspect(obj)
+    mapper = state.mapper
+    pk_values = dict(
+        zip(
+            (mapper.get_property_by_column(c).key for c in mapper.primary_key),
+            state.identity,
+            strict=True,
+        )
+    )
+    by_table: dict[sa.Table, dict[str, Any]] = defaultdict(dict)
+    for key in changed:
+        column = mapper.get_property(key).columns[0]
+        by_table[column.table][column.key] = state.dict[key]
+    connection = session.connection(bind_arguments={"mapper": mapper})
+    to_expire = []
+    for table, values in by_table.items():
+        criteria = [
+            c == pk_values[mapper.get_property_by_column(c).key] for c in table.primary_key
+        ]
+        result = connection.execute(table.update().where(*criteria).values(values))
+        if result.rowcount != 1:
+            raise conflict_for(session, type(obj), tuple(state.identity), obj.version)
+        to_expire += [
+            mapper.get_property_by_column(c).key
+            for c in table.c
+            if (c.onupdate is not None or c.server_onupdate is not None) and c.key not in values
+        ]
+    for key in changed:
+        value = state.dict[key]
+        if isinstance(value, sa.sql.ClauseElement) or hasattr(value, "__clause_element__"):
+            to_expire.append(key)
+        else:
+            set_committed_value(obj, key, value)
+    if to_expire:
+        session.expire(obj, to_expire)
+
+
+def _columns_between(
+    info: Any, older: Any, newer: Any, hidden_changed: list[str]
+) -> tuple[str, ...]:
+    changed = [k for k in info.tracked if getattr(older, k) != getattr(newer, k)]
+    changed += [h for h in hidden_changed if h not in changed]
+    return tuple(changed)
+
+
+def changes_since(
+    session: Session, cls: type[Any], identity: tuple[Any, ...], base_version: int
+) -> tuple[int | None, list[Change]]:
+    """(current version or None if deleted, changes written from ``base_version`` on).
+
+    Reads history through ``session``. History row *v* holds the state before
+    the change that produced version *v + 1*, so the change's columns are the
+    difference between row *v* and the next row (or the current record).
+    """
+    info = cls.__chrononaut__
+    history_cls = info.history_mapper.class_
+    query = session.query(history_cls)
+    for key, value in zip(info.pk_keys, identity, strict=True):
+        query = query.filter(getattr(history_cls, key) == value)
+    rows = query.filter(history_cls.version >= base_version).order_by(history_cls.version).all()
+    current = session.get(cls, identity, populate_existing=True)
+    current_version = current.version if current is not None else None
+    changes = []
+    for index, row in enumerate(rows):
+        change_info = row.change_info or {}
+        newer = rows[index + 1] if index + 1 < len(rows) else current
+        deleted = bool(change_info.get("deleted"))
+        hidden = list(change_info.get("hidden_cols_changed", []))
+        columns = () if deleted or newer is None else _columns_between(info, row, newer, hidden)
+        changes.append(
+            Change(
+                version=row.version + 1,
+                user_id=change_info.get("user_id"),
+                changed=row.changed,
+                columns=columns,
+                deleted=deleted,
+            )
+        )
+    return current_version, changes
+
+
+def conflict_for(
+    session: Session,
+    cls: type[Any],
+    identity: tuple[Any, ...],
+    expected_version: int,
+    columns: tuple[str, ...] | None = None,
+) -> ConflictError:
+    """A :class:`ConflictError` for ``cls`` at ``identity``, explained from history."""
+    current_version, changes = changes_since(session, cls, identity, expected_version)
+    error = ConflictError(
+        model=cls.__name__,
+        identity=identity,
+        record=keys.describe(cls, identity),
+        expected_version=expected_version,
+        current_version=current_version,
+        changes=changes,
+        columns=columns,
+    )
+    error.session = session
+    return error
+
+
+def remember_expected_versions(session: Session, writes: list[tuple[type, tuple, int]]) -> None:
+    session.info[EXPECTED_KEY] = writes
+
+
+def explain_stale_flush(session: Session, error: Exception) -> ConflictError | None:
+    """Turn the StaleDataError of a failed flush into a ConflictError, if one is found.
+
+    The failed flush left the session's transaction unusable, so the current
+    state is read on a new connection (it sees what the other writer committed).
+    """
+    writes = session.info.pop(EXPECTED_KEY, None) or []
+    if not writes:
+        return None
+    bind = session.get_bind(mapper=sa.inspect(writes[0][0]))
+    if not isinstance(bind, sa.Engine):
+        return None  # a session bound to a Connection: nothing else can read now
+    with bind.connect() as connection, Session(bind=connection) as reader:
+        for cls, identity, expected in writes:
+            found = reader.get(cls, identity)
+            if found is not None and found.version == expected:
+                continue
+            conflict = conflict_for(reader, cls, identity, expected)
+            conflict.session = session
+            return conflict
+    return None
+
+
+def check_version(obj: Any, expected: int) -> None:
+    """Raise :class:`ConflictError` unless ``obj`` is at version ``expected``.
+
+    Use it with the version an HTML form or API client was rendered from. When
+    it passes, ``expected`` is the version the session loaded, so the UPDATE at
+    flush is conditioned on it: no check-then-write race.
+    """
+    if not isinstance(expected, int) or isinstance(expected, bool):
+        raise TypeError(f"check_version() takes the expected version as an int, got {expected!r}")
+    session = _session_of(obj)
+    identity = keys.identity_of(obj)
+    loaded = sa.inspect(obj).committed_state.get("version", obj.version)
+    if loaded != expected:
+        raise conflict_for(session, type(obj), identity, expected)
+
+
+def apply_changes(obj: Any, changes: dict[str, Any], base_version: int) -> None:
+    """Apply a stale form's ``changes`` if nobody changed those columns since ``base_version``.
+
+    A three-way merge: when every column in ``changes`` is untouched since the
+    version the form was rendered from, they are set on the (current) record
+    and the flush writes them; otherwise :class:`ConflictError` is raised with
+    ``columns`` naming the overlap.
+    """
+    cls = type(obj)
+    mapper = sa.inspect(cls)
+    unknown = [k for k in changes if k not in mapper.column_attrs or k == "version"]
+    if unknown:
+        raise ValueError(
+            f"apply_changes() got {unknown!r}, which are not editable columns of {cls.__name__}"
+        )
+    if not isinstance(base_version, int) or base_version < 0:
+        raise TypeError(f"base_version must be a version number, got {base_version!r}")
+    if base_version > obj.version:
+        raise ValueError(
+            f"base_version {base_version} is newer than {cls.__name__}'s version {obj.version}"
+        )
+    if base_version != obj.version:
+        session = _session_of(obj)
+        identity = keys.identity_of(obj)
+        _, history = changes_since(session, cls, identity, base_version)
+        touched = {c for change in history for c in change.columns}
+        # Untracked columns have no history, so they never conflict.
+        overlap = tuple(sorted(set(changes) & touched))
+        if overlap:
+            raise conflict_for(session, cls, identity, base_version, columns=overlap)
+    for key, value in changes.items():
+        setattr(obj, key, value)
+
+
+def _session_of(obj: Any) -> Session:
+    session = sa.inspect(obj).session
+    if session is None:
+        raise ValueError(f"{type(obj).__name__} instance is not attached to a session")
+    return session
+
+
+def retry_on_conflict(
+    attempts: int | Callable[..., Any] = 3, session: Any = None
+) -> Callable[[F], F] | Any:
+    """Re-run a unit of work after a rollback when it raises :class:`ConflictError`.
+
+    The function must load what it changes itself, so each attempt starts from
+    fresh data. Lock errors (:class:`RecordLockedError`) are never retried. The
+    session rolled back is ``session`` (a Session, scoped_session or callable
+    returning one) or else the one that raised::
+
+        @retry_on_conflict(attempts=5)
+        def bump(doc_id):
+            doc = db.session.get(Document, doc_id)
+            doc.views_total += 1
+            db.session.commit()
+    """
+    if callable(attempts) and not isinstance(attempts, int):
+        return retry_on_conflict()(attempts)
+    if not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"retry_on_conflict() needs attempts >= 1, got {attempts!r}")
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(1, attempts + 1):
+                try:
+                    return fn(*args, **kwargs)
+                except RecordLockedError:
+                    raise
+                except ConflictError as error:
+                    target = (
+                        session()
+                        if callable(session) and not hasattr(session, "rollback")
+                        else session
+                    )
+                    target = target if target is not None else getattr(error, "session", None)
+                    if target is not None:
+                        target.rollback()
+                    if attempt == attempts:
+                        raise
+            raise AssertionError("unreachable")
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,89 @@
+"""Session support: the session mixin and :func:`listen`, which wires everything up.
+
+Two behaviours need the Session itself rather than events: a flush that
+fails on a stale version raises :class:`~chrononaut.ConflictError` explained
+from history, and ``commit()`` / ``rollback()`` inside a ``lock()`` block are
+refused instead of silently releasing the lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from .exceptions import ConflictError
+from .locking import advisory, optimistic
+from .locking import listeners as locking_listeners
+from .settings import Settings
+from .versioning import listeners as versioning_listeners
+
+
+class ChrononautSessionMixin:
+    """Mixed into the Session class of every session chrononaut listens to."""
+
+    def flush(self, objects: Any = None) -> None:
+        try:
+            super().flush(objects)  # type: ignore[misc]
+        except ConflictError:
+            raise
+        except StaleDataError as error:
+            conflict = optimistic.explain_stale_flush(self, error)  # type: ignore[arg-type]
+            if conflict is None:
+                raise
+            raise conflict from error
+
+    def commit(self) -> None:
+        advisory.refuse_inside_lock(self, "commit")  # type: ignore[arg-type]
+        super().commit()  # type: ignore[misc]
+
+    def rollback(self) -> None:
+        advisory.refuse_inside_lock(self, "rollback")  # type: ignore[arg-type]
+        super().rollback()  # type: ignore[misc]
+
+
+_classes: dict[type[Session], type[Session]] = {}
+
+
+def session_class(base: type[Session]) -> type[Session]:
+    """``base`` with :class:`ChrononautSessionMixin` mixed in (cached per class)."""
+    if issubclass(base, ChrononautSessionMixin):
+        return base
+    if base not in _classes:
+        _classes[base] = type(base.__name__, (ChrononautSessionMixin, base), {})
+    return _classes[base]
+
+
+def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
+    """Version and guard everything flushed through ``session_or_factory``.
+
+    Takes a ``sessionmaker``, a ``scoped_session`` or a ``Session``; ``settings``
+    is a :class:`~chrononaut.Settings` or a callable returning one::
+
+        Session = sessionmaker(engine)
+        chrononaut.listen(Session)
+    """
+    target = session_or_factory
+    if isinstance(target, scoped_session):
+        target = target.session_factory
+    if isinstance(target, sessionmaker):
+        target.class_ = session_class(target.class_)
+    elif isinstance(target, Session):
+        target.__class__ = session_class(type(target))
+    else:
+        raise TypeError(
+            "listen() takes a sessionmaker, a scoped_session or a Session, got "
+            f"{session_or_factory!r}"
+        )
+    versioning_listeners.listen(target, settings=settings)
+    locking_listeners.listen(target)
+
+
+def remove(session_or_factory: Any) -> None:
+    """Undo :func:`listen`'s events (the session class keeps its mixin)."""
+    target = session_or_factory
+    if isinstance(target, scoped_session):
+        target = target.session_factory
+    versioning_listeners.remove(target)
+    locking_listeners.remove(target)
