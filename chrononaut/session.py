@@ -8,12 +8,15 @@ refused instead of silently releasing the lock.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from .exceptions import ConflictError
+from .context import versioning_suppressed
+from .exceptions import ChrononautException, ConflictError
 from .locking import advisory, optimistic
 from .locking import listeners as locking_listeners
 from .settings import Settings
@@ -34,6 +37,17 @@ class ChrononautSessionMixin:
                 raise
             raise conflict from error
 
+    def bulk_update_mappings(self, mapper: Any, mappings: Any) -> None:
+        _refuse_unversioned_bulk(sa.inspect(mapper).class_, "bulk_update_mappings()")
+        super().bulk_update_mappings(mapper, mappings)  # type: ignore[misc]
+
+    def bulk_save_objects(self, objects: Any, *args: Any, **kwargs: Any) -> None:
+        objects = list(objects)
+        for obj in objects:
+            if sa.inspect(obj).key is not None:  # an UPDATE, not an INSERT
+                _refuse_unversioned_bulk(type(obj), "bulk_save_objects() of existing rows")
+        super().bulk_save_objects(objects, *args, **kwargs)  # type: ignore[misc]
+
     def commit(self) -> None:
         advisory.refuse_inside_lock(self, "commit")  # type: ignore[arg-type]
         super().commit()  # type: ignore[misc]
@@ -43,16 +57,24 @@ class ChrononautSessionMixin:
         super().rollback()  # type: ignore[misc]
 
 
-_classes: dict[type[Session], type[Session]] = {}
+def _refuse_unversioned_bulk(cls: type[Any], what: str) -> None:
+    if getattr(cls, "__chrononaut__", None) is not None and not versioning_suppressed():
+        raise ChrononautException(
+            f"{what} on {cls.__name__} would skip history; use update(...).where(...) "
+            "statements or load the objects (or wrap it in suppress_versioning())."
+        )
+
+
+_instance_classes: weakref.WeakKeyDictionary[type[Session], type[Session]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def session_class(base: type[Session]) -> type[Session]:
-    """``base`` with :class:`ChrononautSessionMixin` mixed in (cached per class)."""
+    """``base`` with :class:`ChrononautSessionMixin` mixed in."""
     if issubclass(base, ChrononautSessionMixin):
         return base
-    if base not in _classes:
-        _classes[base] = type(base.__name__, (ChrononautSessionMixin, base), {})
-    return _classes[base]
+    return type(base.__name__, (ChrononautSessionMixin, base), {"__module__": base.__module__})
 
 
 def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
@@ -70,7 +92,10 @@ def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
     if isinstance(target, sessionmaker):
         target.class_ = session_class(target.class_)
     elif isinstance(target, Session):
-        target.__class__ = session_class(type(target))
+        cls = type(target)
+        if cls not in _instance_classes:
+            _instance_classes[cls] = session_class(cls)
+        target.__class__ = _instance_classes[cls]
     else:
         raise TypeError(
             "listen() takes a sessionmaker, a scoped_session or a Session, got "

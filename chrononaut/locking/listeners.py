@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
+from .. import _events
 from . import guard
 
 _EVENTS = (("before_flush", guard.before_flush),)
@@ -17,12 +16,8 @@ def listen(target: Any) -> None:
     The guard runs before every other ``before_flush`` listener, so nothing is
     written for a record it refuses.
     """
-    for name, fn in _EVENTS:
-        if not sa.event.contains(target, name, fn):
-            sa.event.listen(target, name, fn, insert=True)
+    _events.register(target, "locking", _EVENTS, insert=True)
 
 
 def remove(target: Any) -> None:
-    for name, fn in _EVENTS:
-        if sa.event.contains(target, name, fn):
-            sa.event.remove(target, name, fn)
+    _events.unregister(target, "locking", _EVENTS)

@@ -1,17 +1,18 @@
-"""History for ORM bulk statements: ``update(Model)``, ``delete(Model)``, ``Query.update``.
+"""History for bulk statements: ``update(Model)``, ``delete(Model)``, ``Query.update``.
 
-The statement is rewritten so that one round trip locks the matched rows,
-copies their prior state to history and applies the change:
+Before the statement runs, one round trip locks the rows it matches, copies
+their prior state to history and returns their keys:
 
 .. code-block:: sql
 
-    WITH chrononaut_old AS (SELECT <tracked columns>, version FROM t WHERE <criteria> FOR UPDATE),
-         chrononaut_history AS (INSERT INTO t_history SELECT ... FROM chrononaut_old)
-    UPDATE t SET <values>, version = version + 1
-    WHERE <criteria> AND (pk) IN (SELECT pk FROM chrononaut_old)
+    WITH chrononaut_old AS (SELECT <tracked columns>, version FROM t
+                            WHERE <criteria> FOR UPDATE)
+    INSERT INTO t_history SELECT ... FROM chrononaut_old RETURNING <pk>
 
-Rows inserted by others after the statement's snapshot are never updated
-without history, because only the locked rows are touched.
+The statement itself is then limited to those keys and bumps ``version``, so a
+row committed by someone else in between is never changed without history.
+Core statements on a versioned model's table through the session are covered
+the same way; statements on history tables are refused.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .. import context
 from ..exceptions import ChrononautException
 from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
-from .history import HistoryBase, VersioningInfo
+from .history import HistoryBase, VersioningInfo, is_history_table, versioned_class_of_table
 from .record_changes import RecordChanges
 from .recorder import utcnow
 
@@ -52,12 +53,12 @@ def _value_keys(mapper: Any, statement: Any, parameters: Any) -> set[str]:
     return keys
 
 
-def _refuse_history_statement(orm_state: ORMExecuteState, cls: type[Any]) -> None:
+def _refuse_history_statement(orm_state: ORMExecuteState, name: str) -> None:
     if orm_state.is_delete and context.history_deletion_allowed():
         return
     verb = "delete from" if orm_state.is_delete else "update"
     raise ChrononautException(
-        f"Refusing to {verb} {cls.__name__}: history rows are immutable"
+        f"Refusing to {verb} {name}: history rows are immutable"
         + (
             "; delete them only inside suppress_versioning(allow_deleting_history=True)."
             if orm_state.is_delete
@@ -66,16 +67,29 @@ def _refuse_history_statement(orm_state: ORMExecuteState, cls: type[Any]) -> Non
     )
 
 
+def _versioned_class_of_table(statement: Any) -> type[Any] | None:
+    table = getattr(statement, "table", None)
+    return versioned_class_of_table(table) if isinstance(table, sa.Table) else None
+
+
 def do_orm_execute(orm_state: ORMExecuteState) -> None:
-    """Rewrite ORM bulk UPDATE/DELETE of versioned models so they write history."""
+    """Make bulk UPDATE/DELETE of versioned models write history; refuse it on history."""
     if not (orm_state.is_update or orm_state.is_delete):
         return
+    statement = orm_state.statement
     mapper = orm_state.bind_mapper
     if mapper is None:
-        return
+        table = getattr(statement, "table", None)
+        if isinstance(table, sa.Table) and is_history_table(table):
+            _refuse_history_statement(orm_state, table.name)
+            return
+        cls = _versioned_class_of_table(statement)
+        if cls is None:
+            return
+        mapper = sa.inspect(cls)
     cls = mapper.class_
     if issubclass(cls, HistoryBase):
-        _refuse_history_statement(orm_state, cls)
+        _refuse_history_statement(orm_state, cls.__name__)
         return
     info: VersioningInfo | None = getattr(cls, "__chrononaut__", None)
     if info is None or context.versioning_suppressed():
@@ -85,12 +99,16 @@ def do_orm_execute(orm_state: ORMExecuteState) -> None:
             f"ORM bulk UPDATE by primary key of {cls.__name__} (a list of parameter dicts) "
             "would skip history; use update(...).where(...) statements or load the objects."
         )
-    if len(info.history_tables) > 1:
+    joined = [
+        m.class_.__name__
+        for m in mapper.self_and_descendants
+        if len(getattr(m.class_, "__chrononaut__", info).history_tables) > 1
+    ]
+    if joined:
         raise ChrononautException(
-            f"Bulk statements on {cls.__name__} (joined-table inheritance) would change "
-            "several tables; load and modify the objects instead so history is written."
+            f"Bulk statements on {cls.__name__} would skip the history of its joined-table "
+            f"subclasses ({', '.join(joined)}); load and modify the objects instead."
         )
-    statement = orm_state.statement
     settings = settings_for(orm_state.session)
     token = activate(settings)
     try:
@@ -115,28 +133,34 @@ def do_orm_execute(orm_state: ORMExecuteState) -> None:
             )
     finally:
         deactivate(token)
-    orm_state.statement = _rewrite(orm_state, cls, info, statement, change_info)
+    session = orm_state.session
+    if session.autoflush:
+        session.flush()  # pending changes first, so they are versioned in order
+    matched = _copy_to_history(session, cls, info, statement, change_info)
+    orm_state.statement = _limit_and_bump(orm_state, cls, info, statement, matched, change_info)
     if orm_state.execution_options.get("synchronize_session") == "evaluate":
         orm_state.update_execution_options(synchronize_session="fetch")
 
 
-def _rewrite(
-    orm_state: ORMExecuteState,
+def _copy_to_history(
+    session: Any,
     cls: type[Any],
     info: VersioningInfo,
     statement: Any,
     change_info: dict[str, Any],
-) -> Any:
-    now = utcnow()
+) -> list[tuple[Any, ...]]:
+    """Lock the matched rows, copy them to history; return their primary keys."""
     sources = [*info.tracked, "version"]
+    criteria = statement.whereclause if statement.whereclause is not None else sa.true()
     old = (
         sa.select(*[getattr(cls, key).label(key) for key in sources])
-        .where(statement.whereclause if statement.whereclause is not None else sa.true())
+        .where(criteria)
         .with_for_update(of=sa.inspect(cls).local_table)
         .cte("chrononaut_old")
     )
     table = info.history_table
     pairs = info.insert_columns[table]
+    now = utcnow()
     select_list = []
     for _column_key, source in pairs:
         if source == "changed":
@@ -145,17 +169,39 @@ def _rewrite(
             select_list.append(sa.literal(change_info, JSONB))
         else:
             select_list.append(old.c[source])
-    history_insert = table.insert().from_select(
-        [table.c[column_key] for column_key, _ in pairs], sa.select(*select_list)
+    copy = (
+        table.insert()
+        .from_select([table.c[column_key] for column_key, _ in pairs], sa.select(*select_list))
+        .returning(*[table.c[key] for key in _history_pk_keys(info, pairs)])
+        .add_cte(old)
     )
+    connection = session.connection(bind_arguments={"mapper": sa.inspect(cls)})
+    return [tuple(row) for row in connection.execute(copy)]
+
+
+def _history_pk_keys(info: VersioningInfo, pairs: list[tuple[str, str]]) -> list[str]:
+    """History column keys holding the model's primary key, in ``info.pk_keys`` order."""
+    by_source = {source: column_key for column_key, source in pairs}
+    return [by_source[key] for key in info.pk_keys]
+
+
+def _limit_and_bump(
+    orm_state: ORMExecuteState,
+    cls: type[Any],
+    info: VersioningInfo,
+    statement: Any,
+    matched: list[tuple[Any, ...]],
+    change_info: dict[str, Any],
+) -> Any:
     pk = [getattr(cls, key) for key in info.pk_keys]
-    rewritten = statement.where(
-        sa.tuple_(*pk).in_(sa.select(*[old.c[key] for key in info.pk_keys]))
-    ).add_cte(history_insert.cte("chrononaut_history"))
-    if orm_state.is_update:
-        extra: dict[str, Any] = {"version": cls.version + 1}
-        if issubclass(cls, RecordChanges):
-            extra["change_info"] = sa.literal(change_info, JSONB)
-            extra["changed"] = now
-        rewritten = rewritten.values(**extra)
-    return rewritten
+    if len(pk) == 1:
+        limited = statement.where(pk[0].in_([row[0] for row in matched]))
+    else:
+        limited = statement.where(sa.tuple_(*pk).in_(matched))
+    if orm_state.is_delete:
+        return limited
+    extra: dict[str, Any] = {"version": cls.version + 1}
+    if issubclass(cls, RecordChanges):
+        extra["change_info"] = sa.literal(change_info, JSONB)
+        extra["changed"] = utcnow()
+    return limited.values(**extra)

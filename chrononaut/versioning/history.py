@@ -7,6 +7,7 @@ table is in the model's MetaData before ``create_all()`` or Alembic look.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +20,21 @@ from ..exceptions import ConfigurationError, HiddenAttributeError, UntrackedAttr
 
 #: ``Column.info`` key marking the columns chrononaut adds.
 INFO_KEY = "chrononaut"
+
+#: Versioned model table -> its class; history tables. Kept out of ``Table.info``,
+#: which Alembic copies into migration scripts.
+_model_of_table: weakref.WeakKeyDictionary[sa.Table, type[Any]] = weakref.WeakKeyDictionary()
+_history_tables: weakref.WeakSet[sa.Table] = weakref.WeakSet()
+
+
+def versioned_class_of_table(table: sa.Table) -> type[Any] | None:
+    """The versioned class whose own table is ``table``, if any."""
+    return _model_of_table.get(table)
+
+
+def is_history_table(table: sa.Table) -> bool:
+    return table in _history_tables
+
 
 #: Names of the columns every base history table adds.
 META_COLUMNS = ("version", "changed", "change_info")
@@ -43,16 +59,6 @@ class VersioningInfo:
     primary_key_nonunique: bool
     #: per history table: (history column name, model attribute key or meta name)
     insert_columns: dict[sa.Table, list[tuple[str, str]]] = field(default_factory=dict)
-
-
-class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """``timestamptz`` that reads back in UTC whatever the connection's time zone."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.astimezone(timezone.utc) if value is not None else None
 
 
 class HistoryBase:
@@ -98,6 +104,17 @@ class _Unavailable:
             f"{model}.{self.key} is untracked (__chrononaut_untracked__): history does "
             "not record it."
         )
+
+
+def _changed_in_utc(target: Any, *args: Any) -> None:
+    """Give ``changed`` back in UTC whatever the connection's time zone."""
+    value = target.__dict__.get("changed")
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        target.__dict__["changed"] = value.astimezone(timezone.utc)
+
+
+sa.event.listen(HistoryBase, "load", _changed_in_utc, propagate=True)
+sa.event.listen(HistoryBase, "refresh", _changed_in_utc, propagate=True)
 
 
 def versioning_info(cls: type[Any]) -> VersioningInfo:
@@ -322,12 +339,16 @@ def _build_base(
             autoincrement=False,
             info={INFO_KEY: "version"},
         ),
-        sa.Column("changed", UTCDateTime(), nullable=False, info={INFO_KEY: "changed"}),
+        sa.Column(
+            "changed", sa.DateTime(timezone=True), nullable=False, info={INFO_KEY: "changed"}
+        ),
         sa.Column("change_info", JSONB, nullable=False, info={INFO_KEY: "change_info"}),
         schema=local.schema,
         comment=f"History of {local.fullname}, written by chrononaut",
     )
     _copy_indexes(local, table, disabled)
+    _history_tables.add(table)
+    _model_of_table[local] = cls
     polymorphic_on = None
     if mapper.polymorphic_on is not None:
         polymorphic_on = next(
@@ -394,6 +415,8 @@ def _build_joined(
         comment=f"History of {local.fullname}, written by chrononaut",
     )
     _copy_indexes(local, table, disabled)
+    _history_tables.add(table)
+    _model_of_table[local] = cls
     history_cls = _history_class(cls, parent.history_mapper.class_, hidden, untracked)
     properties = {key: col for key, col in copies.items() if not col.primary_key}
     history_mapper = mapper.registry.map_imperatively(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
+from .. import _events
 from ..settings import SESSION_INFO_KEY, Settings
 from . import bulk, recorder
 
@@ -53,18 +53,13 @@ def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
     """
     target = _target(session_or_factory)
     _set_settings(target, settings)
-    for name, fn in _EVENTS:
-        if not sa.event.contains(target, name, fn):
-            sa.event.listen(target, name, fn)
+    _events.register(target, "versioning", _EVENTS)
 
 
 def remove(session_or_factory: Any) -> None:
     """Undo :func:`listen`."""
-    target = _target(session_or_factory)
-    for name, fn in _EVENTS:
-        if sa.event.contains(target, name, fn):
-            sa.event.remove(target, name, fn)
+    _events.unregister(_target(session_or_factory), "versioning", _EVENTS)
 
 
 def is_listening(session_or_factory: Any) -> bool:
-    return sa.event.contains(_target(session_or_factory), "before_flush", recorder.before_flush)
+    return _events.is_registered(_target(session_or_factory), "versioning")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .history import INFO_KEY, UTCDateTime
+from .history import INFO_KEY, _changed_in_utc
 
 
 class RecordChanges:
@@ -28,5 +29,9 @@ class RecordChanges:
         JSONB, nullable=True, info={INFO_KEY: "record_changes"}
     )
     changed: Mapped[datetime] = mapped_column(
-        UTCDateTime(), nullable=True, info={INFO_KEY: "record_changes"}
+        sa.DateTime(timezone=True), nullable=True, info={INFO_KEY: "record_changes"}
     )
+
+
+sa.event.listen(RecordChanges, "load", _changed_in_utc, propagate=True)
+sa.event.listen(RecordChanges, "refresh", _changed_in_utc, propagate=True)
