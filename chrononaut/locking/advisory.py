@@ -194,6 +194,7 @@ def is_locked(obj: Any) -> bool:
             connection,
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
             "AND classid::bigint = :c AND objid::bigint = :o AND objsubid = 1 AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND pid IS DISTINCT FROM pg_backend_pid())",
             c=classid,
             o=objid,

@@ -25,6 +25,7 @@ _LOCKS_SQL = (
     "SELECT 'lock' AS kind, classid::bigint AS hi, objid::bigint AS lo, NULL::text AS name, "
     "NULL::text AS record_key, NULL::text AS owner, NULL::timestamptz AS expires_at "
     "FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND pid IS DISTINCT FROM pg_backend_pid() "
     "AND (classid::bigint, objid::bigint) IN "
     "(SELECT * FROM unnest(CAST(:hi AS bigint[]), CAST(:lo AS bigint[])))"

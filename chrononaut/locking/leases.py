@@ -26,6 +26,9 @@ TABLE_NAME = "chrononaut_leases"
 
 DEFAULT_TTL = timedelta(minutes=15)
 
+#: Key in ``Session.info``: states whose lease break awaits the transaction's outcome.
+BREAKS_KEY = "chrononaut_lease_breaks"
+
 
 @dataclass(frozen=True)
 class Lease:
@@ -167,7 +170,9 @@ def acquire_lease(
             return acquire_lease(obj, ttl=ttl, owner=who, force=force)
         raise _held_by_other(obj, described, held)
     if row.previous_owner is not None and row.previous_owner != who:
-        pending = sa.inspect(obj).info.setdefault(PENDING_TOP_INFO_KEY, {})
+        state = sa.inspect(obj)
+        session.info.setdefault(BREAKS_KEY, []).append(state)
+        pending = state.info.setdefault(PENDING_TOP_INFO_KEY, {})
         pending["lease_broken"] = {
             "owner": row.previous_owner,
             "expires_at": row.previous_expires_at.isoformat(),
@@ -217,3 +222,16 @@ def blocking_leases(
         {"names": list(names), "keys": list(record_keys), "actor": actor},
     )
     return [tuple(row) for row in rows]
+
+
+def forget_breaks(session: Session, previous_transaction: Any = None) -> None:
+    """A rollback undoes lease breaks: drop them from the records' pending change_info."""
+    for state in session.info.pop(BREAKS_KEY, []):
+        pending = state.info.get(PENDING_TOP_INFO_KEY)
+        if pending:
+            pending.pop("lease_broken", None)
+
+
+def keep_breaks(session: Session) -> None:
+    """After a commit the breaks happened; they stay pending for the next versions."""
+    session.info.pop(BREAKS_KEY, None)

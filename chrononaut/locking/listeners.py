@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _events
-from . import guard
+from . import guard, leases
 
-_EVENTS = (("before_flush", guard.before_flush),)
+_EVENTS = (
+    ("before_flush", guard.before_flush),
+    ("after_soft_rollback", leases.forget_breaks),
+    ("after_commit", leases.keep_breaks),
+)
 
 
 def listen(target: Any) -> None:
