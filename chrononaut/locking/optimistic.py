@@ -97,12 +97,17 @@ def changes_since(
     """
     info = cls.__chrononaut__
     history_cls = info.history_mapper.class_
+    # The current row first, then only the history up to it: a commit landing
+    # between the two reads cannot make them disagree.
+    current = session.get(cls, identity, populate_existing=True)
+    current_version = current.version if current is not None else None
     query = session.query(history_cls)
     for key, value in zip(info.pk_keys, identity, strict=True):
         query = query.filter(getattr(history_cls, key) == value)
-    rows = query.filter(history_cls.version >= base_version).order_by(history_cls.version).all()
-    current = session.get(cls, identity, populate_existing=True)
-    current_version = current.version if current is not None else None
+    query = query.filter(history_cls.version >= base_version)
+    if current_version is not None:
+        query = query.filter(history_cls.version < current_version)
+    rows = query.order_by(history_cls.version).all()
     changes = []
     for index, row in enumerate(rows):
         change_info = row.change_info or {}
@@ -160,7 +165,8 @@ def explain_stale_flush(session: Session, error: Exception) -> ConflictError | N
     bind = session.get_bind(mapper=sa.inspect(writes[0][0]))
     if not isinstance(bind, sa.Engine):
         return None  # a session bound to a Connection: nothing else can read now
-    with bind.connect() as connection, Session(bind=connection) as reader:
+    reading = bind.connect().execution_options(isolation_level="REPEATABLE READ")
+    with reading as connection, Session(bind=connection) as reader:
         for cls, identity, expected in writes:
             found = reader.get(cls, identity)
             if found is not None and found.version == expected:
