@@ -289,7 +289,8 @@ def test_a_flush_ignores_advisory_locks_held_in_another_database_of_the_server(
     # Advisory locks are per database: another app on the same server whose
     # table has the same name and key does not lock this record.
     seed(session, GuardItem(id=1, title="draft"))
-    other_database = sa.engine.make_url(clean_database).set(database="postgres")
+    url = sa.engine.make_url(clean_database)
+    other_database = url.set(database="template1" if url.database == "postgres" else "postgres")
     key = keys.advisory_key(keys.table_name(GuardItem), (1,))
     locked, release = procs.CTX.Event(), procs.CTX.Event()
     args = (other_database.render_as_string(hide_password=False), key, locked, release)
