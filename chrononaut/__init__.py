@@ -17,6 +17,9 @@ from .exceptions import LockTimeoutError as LockTimeoutError
 from .exceptions import RecordLockedError as RecordLockedError
 from .exceptions import UntrackedAttributeError as UntrackedAttributeError
 from .extension import VersionedSQLAlchemy as VersionedSQLAlchemy
+from .http import check_if_match as check_if_match
+from .http import register_error_handlers as register_error_handlers
+from .http import set_etag as set_etag
 from .locking.advisory import lock as lock
 from .locking.leases import Lease as Lease
 from .locking.optimistic import retry_on_conflict as retry_on_conflict
@@ -45,11 +48,14 @@ __all__ = [
     "VersionedSQLAlchemy",
     "acting_as",
     "append_change_info",
+    "check_if_match",
     "extra_change_info",
     "listen",
     "lock",
     "rationale",
+    "register_error_handlers",
     "remove",
     "retry_on_conflict",
+    "set_etag",
     "suppress_versioning",
 ]

@@ -1,4 +1,4 @@
-"""Flask glue: :class:`VersionedSQLAlchemy`, config keys and the request actor.
+"""Flask glue: :class:`VersionedSQLAlchemy`, config keys, the request actor and the CLI.
 
 Config keys, read once in :meth:`VersionedSQLAlchemy.init_app`:
 
@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask, current_app, has_app_context, has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 
+from .cli import chrononaut_cli
 from .session import listen
 from .settings import DEFAULT_SETTINGS, Settings
 
@@ -97,6 +98,8 @@ class VersionedSQLAlchemy(SQLAlchemy):
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Register the extension on ``app`` and read its ``CHRONONAUT_*`` config."""
+        """Register the extension on ``app``, read its ``CHRONONAUT_*`` config and add
+        the ``flask chrononaut`` commands (see :mod:`chrononaut.cli`)."""
         super().init_app(app)
         app.extensions[EXTENSION_KEY] = _State(self, _read_settings(app))
+        app.cli.add_command(chrononaut_cli)

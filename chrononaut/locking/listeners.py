@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from .. import _events
+from ..versioning.recorder import GUARD_INFO_KEY
 from . import guard, leases
 
 _EVENTS = (
@@ -14,14 +17,24 @@ _EVENTS = (
 )
 
 
+def _set_guard(target: Any, guard: Any) -> None:
+    info = target.info if isinstance(target, Session) else target.kw.setdefault("info", {})
+    if guard is None:
+        info.pop(GUARD_INFO_KEY, None)
+    else:
+        info[GUARD_INFO_KEY] = guard
+
+
 def listen(target: Any) -> None:
     """Guard flushes of ``target`` (a Session or sessionmaker) against others' locks and leases.
 
     The guard runs before every other ``before_flush`` listener, so nothing is
     written for a record it refuses.
     """
+    _set_guard(target, guard.GUARD)
     _events.register(target, "locking", _EVENTS, insert=True)
 
 
 def remove(target: Any) -> None:
+    _set_guard(target, None)
     _events.unregister(target, "locking", _EVENTS)

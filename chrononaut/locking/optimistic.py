@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -149,10 +150,6 @@ def conflict_for(
     return error
 
 
-def remember_expected_versions(session: Session, writes: list[tuple[type, tuple, int]]) -> None:
-    session.info[EXPECTED_KEY] = writes
-
-
 def explain_stale_flush(session: Session, error: Exception) -> ConflictError | None:
     """Turn the StaleDataError of a failed flush into a ConflictError, if one is found.
 
@@ -225,6 +222,48 @@ def apply_changes(obj: Any, changes: dict[str, Any], base_version: int) -> None:
             raise conflict_for(session, cls, identity, base_version, columns=overlap)
     for key, value in changes.items():
         setattr(obj, key, value)
+
+
+#: Printable ASCII characters an ETag cannot hold (``"``) or that could be misread.
+_ETAG_ESCAPED = frozenset('"%\\')
+
+
+def _etag_text(value: Any) -> str:
+    """``value`` as ETag text: printable ASCII kept, anything else percent-encoded."""
+    if isinstance(value, bytes):
+        text = value.hex()
+    elif isinstance(value, datetime | date):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    return "".join(
+        char
+        if "!" <= char <= "~" and char not in _ETAG_ESCAPED
+        else "".join(f"%{byte:02X}" for byte in char.encode())
+        for char in text
+    )
+
+
+def etag_prefix(obj: Any) -> str:
+    """The part of ``obj``'s ETag before its version: ``Document-42-``."""
+    state = sa.inspect(obj)
+    if state.identity is None:
+        raise ValueError(
+            f"{type(obj).__name__} instance has no ETag until it is in the database; "
+            "flush it first."
+        )
+    parts = [type(obj).__name__, *state.identity]
+    return "".join(_etag_text(part) + "-" for part in parts)
+
+
+def etag(obj: Any) -> str:
+    """``obj``'s strong HTTP ETag, quoted: ``"Document-42-7"``.
+
+    Model name, primary key values (joined by ``-`` for composite keys) and
+    version; characters an ETag cannot hold are percent-encoded. It changes
+    with every versioned change, so it names exactly one state of the record.
+    """
+    return f'"{etag_prefix(obj)}{obj.version}"'
 
 
 def _session_of(obj: Any) -> Session:

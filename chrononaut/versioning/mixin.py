@@ -108,6 +108,16 @@ class Versioned:
         """Raise :class:`~chrononaut.ConflictError` unless this record is at ``expected``."""
         optimistic.check_version(self, expected)
 
+    @property
+    def etag(self) -> str:
+        """Strong HTTP ETag of this version of the record, quoted: ``"Document-42-7"``.
+
+        ::
+
+            response.headers["ETag"] = doc.etag  # or chrononaut.set_etag(response, doc)
+        """
+        return optimistic.etag(self)
+
     def apply_changes(self, changes: dict[str, Any], base_version: int) -> None:
         """Apply a stale form's ``changes`` if none of those columns changed since."""
         optimistic.apply_changes(self, changes, base_version)

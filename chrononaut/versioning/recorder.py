@@ -24,8 +24,29 @@ from .change_info import ChangeInfoBuilder
 from .history import HistoryBase, VersioningInfo
 from .record_changes import RecordChanges
 
-#: Key in ``Session.info`` of the rows the current flush will insert.
+#: Key in ``Session.info`` of what the current flush will write.
 PENDING_ROWS_KEY = "chrononaut_pending_history"
+
+#: Key in ``Session.info`` of a guard checking the flush's writes (set by the locking
+#: listeners): ``guard.prepare(session, objects)`` gives ``.queries`` and ``.verdict(rows)``.
+GUARD_INFO_KEY = "chrononaut_flush_guard"
+
+#: Rows of the history INSERT that carries the guard's query.
+_BATCH = 1000
+
+
+class _Plan:
+    """What a flush writes: history rows, the versioned objects written, their versions."""
+
+    def __init__(self) -> None:
+        self.rows = _Rows()
+        self.written: list[Any] = []
+        self.expected: list[tuple[type[Any], tuple[Any, ...], int]] = []
+
+    def write(self, obj: Any, state: Any, version: int | None) -> None:
+        self.written.append(obj)
+        if version is not None:
+            self.expected.append((type(obj), tuple(state.identity), version))
 
 
 def utcnow() -> datetime:
@@ -51,13 +72,32 @@ class _Rows:
                 row[column_key] = values[source]
             self.by_table[table].append(row)
 
-    def insert(self, session: Session) -> None:
+    def insert(self, session: Session, piggyback: tuple[Any, Any] | None = None) -> list[Any]:
+        """Insert the rows; run ``piggyback`` (mapper, query) in the same statement.
+
+        The first ``_BATCH`` rows of the first table go into one statement with
+        the query, as ``WITH chrononaut_history AS (INSERT ...) <query>``; the
+        rest are inserted in batches. Returns the query's rows.
+        """
+        found: list[Any] = []
         # Parents before children: a joined subclass's history row references
-        # its parent's row. Sorting by the MetaData's dependency order does that.
-        tables = sorted(self.order, key=lambda t: _table_rank(t))
-        for table in tables:
-            connection = session.connection(bind_arguments={"mapper": self.bind_mapper[table]})
-            connection.execute(table.insert(), self.by_table[table])
+        # its parent's row.
+        for table in sorted(self.order, key=_table_rank):
+            rows, mapper = self.by_table[table], self.bind_mapper[table]
+            connection = session.connection(bind_arguments={"mapper": mapper})
+            if piggyback is not None and session.get_bind(mapper=mapper) is session.get_bind(
+                mapper=piggyback[0]
+            ):
+                head, rows = rows[:_BATCH], rows[_BATCH:]
+                history = table.insert().values(head).cte("chrononaut_history")
+                found += connection.execute(piggyback[1].add_cte(history)).all()
+                piggyback = None
+            if rows:
+                connection.execute(table.insert(), rows)
+        if piggyback is not None:
+            connection = session.connection(bind_arguments={"mapper": piggyback[0]})
+            found += connection.execute(piggyback[1]).all()
+        return found
 
 
 def _table_rank(table: sa.Table) -> int:
@@ -142,7 +182,8 @@ class _FlushRecorder:
         self.settings = settings_for(session)
         self.builder = ChangeInfoBuilder(self.settings)
         self.now = utcnow()
-        self.rows = _Rows()
+        self.plan = _Plan()
+        self.rows = self.plan.rows
 
     def require_extra(self, obj: Any, state: Any) -> None:
         if self.settings.require_extra_change_info and not self.builder.has_extra(state):
@@ -161,9 +202,11 @@ class _FlushRecorder:
             untracked = _changed_untracked(state, info)
             if untracked:
                 optimistic.write_untracked_only(self.session, obj, untracked)
+                self.plan.write(obj, state, None)
             return
         self.require_extra(obj, state)
         version = _committed_version(obj, state)
+        self.plan.write(obj, state, version)
         values = _prior_values(obj, state, info)
         values["version"] = version
         values["changed"] = self.now
@@ -178,6 +221,7 @@ class _FlushRecorder:
         self.require_extra(obj, state)
         values = _prior_values(obj, state, info)
         values["version"] = _committed_version(obj, state)
+        self.plan.write(obj, state, values["version"])
         values["changed"] = self.now
         values["change_info"] = self.builder.build(obj, state, deleted=True)
         self.rows.add(info, state.mapper, values)
@@ -206,6 +250,17 @@ class _FlushRecorder:
             for pk, obj in pairs:
                 if pk in last:
                     obj.version = last[pk] + 1
+
+    def record_unversioned_writes(self) -> None:
+        """Under suppression: note the versioned records written, for the guard."""
+        for obj in self.session.dirty:
+            if _is_versioned(obj) and self.session.is_modified(obj, include_collections=False):
+                state = sa.inspect(obj)
+                self.plan.write(obj, state, _committed_version(obj, state))
+        for obj in self.session.deleted:
+            if _is_versioned(obj):
+                state = sa.inspect(obj)
+                self.plan.write(obj, state, _committed_version(obj, state))
 
     def stamp(self, obj: RecordChanges) -> None:
         obj.change_info = self.builder.build(obj if _is_versioned(obj) else None, sa.inspect(obj))
@@ -237,6 +292,8 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
             if isinstance(obj, RecordChanges):
                 recorder.stamp(obj)
         if suppressed:
+            recorder.record_unversioned_writes()
+            _store(session, recorder.plan)
             return
         nonunique = [o for o in new if type(o).__chrononaut__.primary_key_nonunique]
         if nonunique:
@@ -252,17 +309,34 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
         for obj in session.deleted:
             if _is_versioned(obj):
                 recorder.record_delete(obj)
-        if recorder.rows.order:
-            session.info[PENDING_ROWS_KEY] = recorder.rows
+        _store(session, recorder.plan)
     finally:
         deactivate(token)
 
 
+def _store(session: Session, plan: _Plan) -> None:
+    session.info[optimistic.EXPECTED_KEY] = plan.expected
+    if plan.written or plan.rows.order:
+        session.info[PENDING_ROWS_KEY] = plan
+
+
 def after_flush(session: Session, flush_context: Any) -> None:
-    """Insert the rows computed in ``before_flush``, now that the ORM's writes succeeded."""
-    rows: _Rows | None = session.info.pop(PENDING_ROWS_KEY, None)
-    if rows is not None:
-        rows.insert(session)
+    """Insert the history rows, now that the ORM's writes succeeded, and run the guard.
+
+    The guard's query rides in the same statement as the history INSERT.
+    """
+    plan: _Plan | None = session.info.pop(PENDING_ROWS_KEY, None)
+    if plan is None:
+        return
+    guard = session.info.get(GUARD_INFO_KEY)
+    if guard is None or not plan.written:
+        plan.rows.insert(session)
+        return
+    run = guard.prepare(session, plan.written)
+    found = plan.rows.insert(session, run.queries[0])
+    for mapper, query in run.queries[1:]:
+        found += session.connection(bind_arguments={"mapper": mapper}).execute(query).all()
+    run.verdict(found)
 
 
 def after_soft_rollback(session: Session, previous_transaction: Any) -> None:

@@ -1,0 +1,314 @@
+"""``flask chrononaut``: a record's history, current leases and locks, breaking leases.
+
+Registered on the app by :meth:`VersionedSQLAlchemy.init_app`::
+
+    flask chrononaut history Document 42      # every version: when, who, why, what
+    flask chrononaut history Shelf eu,7       # composite primary key, comma-separated
+    flask chrononaut locks                    # unexpired leases and advisory locks
+    flask chrononaut leases break Document 42 # force-release a lease
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from .locking import keys, leases
+from .versioning.mixin import Versioned
+
+chrononaut_cli = AppGroup(
+    "chrononaut", help="Inspect the history, leases and locks of versioned records."
+)
+
+
+def _db() -> Any:
+    from .extension import EXTENSION_KEY  # the extension imports this module
+
+    state = current_app.extensions.get(EXTENSION_KEY)
+    if state is None:
+        raise click.ClickException("This app has no VersionedSQLAlchemy; call db.init_app(app).")
+    return state.db
+
+
+def _versioned_models(db: Any) -> dict[str, list[type[Any]]]:
+    found: dict[str, list[type[Any]]] = {}
+    for mapper in db.Model.registry.mappers:
+        cls = mapper.class_
+        if issubclass(cls, Versioned):
+            found.setdefault(cls.__name__, []).append(cls)
+    return found
+
+
+def _model(db: Any, name: str) -> type[Any]:
+    models = _versioned_models(db)
+    matches = models.get(name, [])
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        where = ", ".join(sorted(f"{c.__module__}.{c.__qualname__}" for c in matches))
+        raise click.BadParameter(f"{name!r} names several versioned models: {where}.")
+    known = ", ".join(sorted(models)) or "none"
+    raise click.BadParameter(
+        f"No versioned model named {name!r}; the versioned models are: {known}.",
+        param_hint="MODEL",
+    )
+
+
+def _convert(cls: type[Any], column: sa.Column[Any], text: str) -> Any:
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return text
+    if python_type is str:
+        return text
+    text = text.strip()
+    try:
+        if python_type in (datetime, date, time):
+            return python_type.fromisoformat(text)
+        if python_type in (int, Decimal, float, uuid.UUID):
+            return python_type(text)
+        if python_type is bytes:
+            return bytes.fromhex(text)
+    except (ValueError, ArithmeticError) as error:
+        raise click.BadParameter(
+            f"{text!r} is not a valid {python_type.__name__} for {cls.__name__}.{column.key} "
+            f"({error}).",
+            param_hint="PK",
+        ) from None
+    return text
+
+
+def _identity(cls: type[Any], text: str) -> tuple[Any, ...]:
+    """The primary key tuple of ``cls`` from ``text``: ``42`` or ``eu,7``."""
+    columns = sa.inspect(cls).primary_key
+    parts = text.split(",")
+    if len(parts) != len(columns):
+        names = ", ".join(c.key for c in columns)
+        raise click.BadParameter(
+            f"{cls.__name__}'s primary key has {len(columns)} column(s) ({names}); "
+            f"give {len(columns)} value(s) separated by commas, got {text!r}.",
+            param_hint="PK",
+        )
+    return tuple(_convert(cls, c, part) for c, part in zip(columns, parts, strict=True))
+
+
+def _utc(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- history ----------------------------------------------------------------------
+
+
+def _history_rows(session: Any, cls: type[Any], identity: tuple[Any, ...]) -> list[Any]:
+    info = cls.__chrononaut__
+    history_cls = info.history_mapper.class_
+    query = sa.select(history_cls)
+    for key, value in zip(info.pk_keys, identity, strict=True):
+        query = query.where(getattr(history_cls, key) == value)
+    return list(session.scalars(query.order_by(history_cls.version)))
+
+
+def _change_lines(row: Any, newer: Any) -> list[str]:
+    """What the change recorded in history ``row`` did, one line per column."""
+    change_info = row.change_info or {}
+    if change_info.get("deleted"):
+        return ["deleted the record"]
+    lines = []
+    if newer is not None:
+        for key in type(row).__chrononaut_model__.__chrononaut__.tracked:
+            old, new = getattr(row, key), getattr(newer, key)
+            if old != new:
+                lines.append(f"{key}: {_short(old)} -> {_short(new)}")
+    lines += [f"{key}: changed (hidden)" for key in change_info.get("hidden_cols_changed", [])]
+    broken = change_info.get("lease_broken")
+    if broken:
+        lines.append(f"broke the lease of {broken.get('owner')}")
+    extra = {k: v for k, v in (change_info.get("extra") or {}).items() if k != "rationale"}
+    if extra:
+        lines.append("extra: " + ", ".join(f"{k}={_short(v)}" for k, v in extra.items()))
+    return lines or ["no visible change"]
+
+
+def _history_report(described: str, record: Any, rows: list[Any]) -> list[str]:
+    """The report of ``flask chrononaut history``: one block per version."""
+    if record is not None:
+        head = f"{described}: version {record.version}, {len(rows)} earlier version(s)"
+    else:
+        head = f"{described}: deleted, {len(rows)} version(s) in history"
+    first = rows[0].version if rows else record.version
+    lines = [head, f"version {first}  created (when and by whom is not recorded)"]
+    states = [*rows, record]
+    for index, row in enumerate(rows):
+        change_info = row.change_info or {}
+        who = change_info.get("user_id")
+        why = (change_info.get("extra") or {}).get("rationale")
+        lines.append(
+            f"version {row.version + 1}  {_utc(row.changed)}  "
+            f"by {who if who is not None else 'unknown'}  "
+            f"rationale: {why if why is not None else '-'}"
+        )
+        lines += [f"    {line}" for line in _change_lines(row, states[index + 1])]
+    return lines
+
+
+@chrononaut_cli.command("history")
+@click.argument("model")
+@click.argument("pk")
+def history_command(model: str, pk: str) -> None:
+    """Print every version of MODEL's record PK: when (UTC), who, rationale, changes.
+
+    PK is the primary key, comma-separated for composite keys (``eu,7``).
+    """
+    db = _db()
+    cls = _model(db, model)
+    identity = _identity(cls, pk)
+    described = keys.describe(cls, identity)
+    with db.session.session_factory() as session:
+        record = session.get(cls, identity)
+        rows = _history_rows(session, cls, identity)
+        if record is None and not rows:
+            raise click.ClickException(f"No {described} in the database, nor any history of it.")
+        for line in _history_report(described, record, rows):
+            click.echo(line)
+
+
+# --- locks and leases -------------------------------------------------------------
+
+
+def _models_by_table(db: Any) -> dict[str, type[Any]]:
+    found = {}
+    for classes in _versioned_models(db).values():
+        for cls in classes:
+            base = sa.inspect(cls).base_mapper.class_
+            found[keys.table_name(base)] = base
+    return found
+
+
+def _lease_lines(db: Any, connection: sa.Connection) -> list[str]:
+    if not sa.inspect(connection).has_table(leases.TABLE_NAME):
+        return []
+    rows = connection.execute(
+        sa.text(
+            f"SELECT table_name, record_key, owner, acquired_at, expires_at "
+            f"FROM {leases.TABLE_NAME} WHERE expires_at > statement_timestamp() "
+            "ORDER BY expires_at, table_name, record_key"
+        )
+    )
+    models = _models_by_table(db)
+    lines = []
+    for name, record_key, owner, acquired_at, expires_at in rows:
+        cls = models.get(name)
+        what = keys.describe(cls, tuple(json.loads(record_key))) if cls else f"{name} {record_key}"
+        lines.append(
+            f"  {what}  owner {owner}  until {_utc(expires_at)}  (since {_utc(acquired_at)})"
+        )
+    return lines
+
+
+ADVISORY_SQL = """
+SELECT l.classid::bigint AS classid, l.objid::bigint AS objid, l.objsubid, l.mode, l.granted,
+       l.pid, a.usename, a.application_name, COALESCE(a.xact_start, a.backend_start) AS since
+FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory'
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.pid IS DISTINCT FROM pg_backend_pid()
+ORDER BY l.granted DESC, since, l.pid
+"""
+
+
+def _advisory_key(classid: int, objid: int, objsubid: int) -> str:
+    if objsubid != 1:  # pg_advisory_lock(int4, int4), not a chrononaut key
+        return f"({classid}, {objid})"
+    unsigned = (classid << 32) | objid
+    return str(unsigned - (1 << 64) if unsigned >= 1 << 63 else unsigned)
+
+
+def _advisory_lines(connection: sa.Connection) -> list[str]:
+    lines = []
+    for row in connection.execute(sa.text(ADVISORY_SQL)):
+        mode = "shared" if row.mode == "ShareLock" else "exclusive"
+        state = "held" if row.granted else "waiting"
+        lines.append(
+            f"  key {_advisory_key(row.classid, row.objid, row.objsubid)}  {mode}, {state}  "
+            f"pid {row.pid}  user {row.usename or '-'}  "
+            f"application {row.application_name or '-'}  since {_utc(row.since)}"
+        )
+    return lines
+
+
+@chrononaut_cli.command("locks")
+def locks_command() -> None:
+    """List unexpired edit leases and the advisory locks held in the database.
+
+    Advisory lock keys are ``chrononaut.locking.keys.advisory_key(table, pk)``;
+    "since" is the holder's transaction start (its connection start for
+    session-level locks).
+    """
+    db = _db()
+    for bind_key, engine in db.engines.items():
+        suffix = f" (bind {bind_key!r})" if len(db.engines) > 1 else ""
+        with engine.connect() as connection:
+            lease_lines = _lease_lines(db, connection)
+            advisory_lines = _advisory_lines(connection)
+        click.echo(f"Leases{suffix}:")
+        click.echo("\n".join(lease_lines) if lease_lines else "  none")
+        click.echo(f"Advisory locks{suffix}:")
+        click.echo("\n".join(advisory_lines) if advisory_lines else "  none")
+
+
+@chrononaut_cli.group("leases")
+def leases_group() -> None:
+    """Manage edit leases."""
+
+
+@leases_group.command("break")
+@click.argument("model")
+@click.argument("pk")
+def break_command(model: str, pk: str) -> None:
+    """Force-release the edit lease on MODEL's record PK, whoever holds it."""
+    db = _db()
+    cls = _model(db, model)
+    identity = _identity(cls, pk)
+    described = keys.describe(cls, identity)
+    table = leases.leases_table(sa.inspect(cls).local_table.metadata)
+    with db.session.session_factory() as session:
+        broken = session.execute(
+            table.delete()
+            .where(
+                table.c.table_name == keys.table_name(cls),
+                table.c.record_key == keys.record_key(identity),
+            )
+            .returning(
+                table.c.owner,
+                table.c.expires_at,
+                (table.c.expires_at > sa.func.statement_timestamp()).label("active"),
+            )
+        ).first()
+        session.commit()
+    if broken is None:
+        click.echo(f"No lease on {described}.")
+    elif broken.active:
+        click.echo(
+            f"Broke {broken.owner}'s lease on {described} "
+            f"(it ran until {_utc(broken.expires_at)})."
+        )
+    else:
+        click.echo(
+            f"Removed {broken.owner}'s expired lease on {described} "
+            f"(it expired at {_utc(broken.expires_at)})."
+        )
