@@ -43,10 +43,9 @@ class _Plan:
         self.written: list[Any] = []
         self.expected: list[tuple[type[Any], tuple[Any, ...], int]] = []
 
-    def write(self, obj: Any, state: Any, version: int | None) -> None:
+    def write(self, obj: Any, state: Any, version: int) -> None:
         self.written.append(obj)
-        if version is not None:
-            self.expected.append((type(obj), tuple(state.identity), version))
+        self.expected.append((type(obj), tuple(state.identity), version))
 
 
 def utcnow() -> datetime:
@@ -200,9 +199,8 @@ class _FlushRecorder:
         tracked, hidden = _changed_keys(state, info, mapper)
         if not tracked and not hidden:
             untracked = _changed_untracked(state, info)
-            if untracked:
+            if untracked:  # outside concurrency control: no version, no guard
                 optimistic.write_untracked_only(self.session, obj, untracked)
-                self.plan.write(obj, state, None)
             return
         self.require_extra(obj, state)
         version = _committed_version(obj, state)

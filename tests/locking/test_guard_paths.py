@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chrononaut import RecordLockedError, Versioned
+from chrononaut import RecordLockedError, Versioned, acting_as
 from chrononaut.locking import guard
 
 
@@ -71,3 +71,31 @@ def test_large_flushes_read_the_lock_table_and_take_no_locks(session_factory, It
     with session_factory() as check:
         titles = check.scalars(sa.select(Item.title).order_by(Item.id)).all()
     assert titles == ["bulk"] * (count - 1) + ["draft"]
+
+
+def test_untracked_only_writes_pass_the_guard(Base, engine, session_factory):
+    class Counter(Base, Versioned):
+        __tablename__ = "counter"
+        __chrononaut_untracked__ = ["views"]
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str]
+        views: Mapped[int] = mapped_column(default=0)
+
+    Base.metadata.create_all(engine)
+    with session_factory() as setup:
+        setup.add(Counter(id=1, title="t"))
+        setup.commit()
+        with acting_as("alice"):
+            setup.get(Counter, 1).acquire_lease()
+            setup.commit()
+    with session_factory() as holder, session_factory() as viewer:
+        with holder.get(Counter, 1).lock():
+            counter = viewer.get(Counter, 1)
+            counter.views = Counter.views + 1  # untracked: outside concurrency control
+            viewer.commit()
+            counter.title = "tracked"  # tracked: the lock and the lease both refuse it
+            with pytest.raises(RecordLockedError):
+                viewer.commit()
+            viewer.rollback()
+        assert viewer.get(Counter, 1).views == 1
+        assert viewer.get(Counter, 1).version == 0
