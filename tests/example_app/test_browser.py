@@ -1,0 +1,144 @@
+"""Two people editing one document, in a real browser (Debian's Chromium via Playwright).
+
+alice and bob each get their own browser context (their own cookies). The app
+is served over HTTP on 127.0.0.1 from a background thread.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from example_app.auth import DEMO_USERS
+from example_app.models import Document, db
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Chromium is not installed (apt-get install chromium; .ci/run installs it)",
+)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Debian's Chromium: Playwright cannot download its own browser here."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": str(CHROMIUM),
+        "headless": True,
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+@pytest.fixture
+def chromium(browser_type: Any, browser_type_launch_args: dict[str, Any]) -> Iterator[Any]:
+    browser = browser_type.launch(**browser_type_launch_args)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def base_url(app: Flask) -> Iterator[str]:
+    """The app, served on a free port of 127.0.0.1 until the test ends."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture
+def document_id(app: Flask) -> int:
+    with app.app_context():
+        document = Document(title="Release notes", body="Draft body", status="draft")
+        db.session.add(document)
+        db.session.commit()
+        doc_id = document.id
+        db.session.remove()
+    return doc_id
+
+
+def log_in(browser: Any, base_url: str, user: str, **context_args: Any) -> Any:
+    page = browser.new_context(**context_args).new_page()
+    page.goto(f"{base_url}/login")
+    page.fill("#username", user)
+    page.fill("#password", DEMO_USERS[user])
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/documents"))
+    return page
+
+
+def test_two_users_edit_one_document_lease_conflict_and_history(
+    chromium, base_url, document_id, tmp_path
+):
+    edit_url = f"{base_url}/documents/{document_id}/edit"
+    alice = log_in(chromium, base_url, "alice")
+    bob = log_in(chromium, base_url, "bob")
+
+    alice.goto(edit_url)  # alice takes the edit lease
+    bob.goto(edit_url)
+    notice = bob.get_by_test_id("leased-notice")
+    assert "being edited by alice until" in notice.inner_text()
+    assert bob.locator("#title").is_disabled()
+
+    alice.fill("#title", "Release notes for 2.0")
+    alice.fill("#rationale", "Name the release")
+    alice.click("#edit-form button[type=submit]")
+    alice.wait_for_url(re.compile(rf".*/documents/{document_id}$"))
+    assert "Release notes for 2.0" in alice.content()
+
+    # bob's page still shows version 0: taking over lands on the conflict page.
+    response_statuses: list[int] = []
+    bob.on("response", lambda response: response_statuses.append(response.status))
+    bob.get_by_role("button", name="Take over").click()
+    conflict = bob.get_by_test_id("conflict")
+    conflict.wait_for()
+    assert 409 in response_statuses
+    text = conflict.inner_text()
+    assert "version 1 by alice" in text
+    assert "Title" in text
+    bob.screenshot(path=str(tmp_path / "conflict.png"), full_page=True)
+
+    bob.get_by_role("link", name=re.compile("Edit the current version")).click()
+    assert bob.locator("#title").input_value() == "Release notes for 2.0"
+    bob.fill("#body", "Proofread body")
+    bob.fill("#rationale", "Proofreading")
+    bob.click("#edit-form button[type=submit]")
+    bob.wait_for_url(re.compile(rf".*/documents/{document_id}$"))
+
+    alice.goto(f"{base_url}/documents/{document_id}/history")
+    history = alice.locator("main").inner_text()
+    for expected in ("alice", "bob", "Name the release", "Proofreading"):
+        assert expected in history
+    alice.screenshot(path=str(tmp_path / "history.png"), full_page=True)
+    alice.context.close()
+    bob.context.close()
+
+
+def test_pages_fit_a_phone_screen(chromium, base_url, document_id, tmp_path):
+    phone = {"viewport": {"width": 375, "height": 740}, "device_scale_factor": 2}
+    page = log_in(chromium, base_url, "alice", **phone)
+    for path in ("/documents", f"/documents/{document_id}", f"/documents/{document_id}/edit"):
+        page.goto(f"{base_url}{path}")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 375px wide"
+    page.goto(f"{base_url}/documents/{document_id}/history")
+    page.screenshot(path=str(tmp_path / "phone-history.png"))
+    page.context.close()
