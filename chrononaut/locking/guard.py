@@ -25,6 +25,7 @@ commit, and holds them until it commits.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from typing import Any
 
@@ -73,16 +74,25 @@ _COLUMNS = (
 class Target:
     """A versioned record a flush writes, with its lock and lease keys."""
 
-    __slots__ = ("described", "identity", "key", "mapper", "record_key", "table")
+    __slots__ = ("identity", "key", "mapper", "record_key", "table")
 
     def __init__(self, obj: Any) -> None:
         state = sa.inspect(obj)
         self.mapper = state.mapper
         self.identity = tuple(state.identity)
-        self.table = keys.table_name(type(obj))
-        self.key = keys.advisory_key(self.table, self.identity)
+        self.table = state.mapper.base_mapper.local_table.fullname
         self.record_key = keys.record_key(self.identity)
-        self.described = keys.describe(obj, self.identity)
+        self.key = keys.advisory_key(self.table, self.identity)
+
+    @property
+    def described(self) -> str:
+        return keys.describe(self.mapper.class_, self.identity)
+
+
+@functools.lru_cache(maxsize=8)
+def _query(sql: str) -> Any:
+    """The parsed query for ``sql`` (parsing text costs more than binding it)."""
+    return sa.text(sql).columns(*_COLUMNS)
 
 
 def _database_oid(connection: sa.Connection) -> int:
@@ -173,7 +183,7 @@ def _queries(session: Session, targets: list[Target]) -> list[tuple[Mapper[Any],
                 connection = session.connection(bind_arguments={"mapper": group[0].mapper})
                 params["chrononaut_database"] = _database_oid(connection)
                 sql = f"{_LOCKS_SQL} UNION ALL {sql}"
-        out.append((group[0].mapper, sa.text(sql).bindparams(**params).columns(*_COLUMNS)))
+        out.append((group[0].mapper, _query(sql).bindparams(**params)))
     return out
 
 
