@@ -71,6 +71,9 @@ class ConflictError(ChrononautException, StaleDataError):
     otherwise every column changed since).
     """
 
+    #: The session whose write failed (set by chrononaut), for :func:`retry_on_conflict`.
+    session: Any = None
+
     def __init__(
         self,
         model: str,

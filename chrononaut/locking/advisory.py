@@ -95,6 +95,7 @@ def acquire(
                         f"{describe[key]} is locked by another transaction.", record=describe[key]
                     )
         else:
+            assert timeout is not None
             previous = _execute(connection, "SELECT current_setting('lock_timeout')")
             milliseconds = max(1, round(timeout * 1000))
             _execute(

@@ -97,13 +97,13 @@ def _query(sql: str) -> Any:
 
 def _database_oid(connection: sa.Connection) -> int:
     """This connection's database oid, asked once per DBAPI connection."""
-    oid = connection.info.get("chrononaut_database_oid")
+    oid: Any = connection.info.get("chrononaut_database_oid")
     if oid is None:
         oid = connection.exec_driver_sql(
             "SELECT oid FROM pg_database WHERE datname = current_database()"
         ).scalar()
         connection.info["chrononaut_database_oid"] = oid
-    return oid
+    return int(oid)
 
 
 def _take_try_locks(session: Session, count: int) -> bool:

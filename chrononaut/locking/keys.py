@@ -75,7 +75,7 @@ def advisory_key(table: str, identity: tuple[Any, ...]) -> int:
 def describe(obj_or_cls: Any, identity: tuple[Any, ...]) -> str:
     """``Document(id=42)``: the model's name and primary key, for messages."""
     cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
-    mapper = sa.inspect(cls)
+    mapper: Any = sa.inspect(cls)
     names = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
     inner = ", ".join(f"{n}={v!r}" for n, v in zip(names, identity, strict=False))
     return f"{cls.__name__}({inner})"

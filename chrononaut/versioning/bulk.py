@@ -161,7 +161,7 @@ def _copy_to_history(
     table = info.history_table
     pairs = info.insert_columns[table]
     now = utcnow()
-    select_list = []
+    select_list: list[Any] = []
     for _column_key, source in pairs:
         if source == "changed":
             select_list.append(sa.literal(now, sa.DateTime(timezone=True)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -79,7 +79,7 @@ class HistoryBase:
         return bool((self.change_info or {}).get("deleted"))
 
     def __repr__(self) -> str:
-        mapper = sa.inspect(type(self))
+        mapper: Any = sa.inspect(type(self))
         pk = ", ".join(f"{c.key}={getattr(self, c.key, None)!r}" for c in mapper.primary_key)
         return f"<{type(self).__name__}({pk})>"
 
@@ -194,7 +194,7 @@ def _copy_indexes(model_table: sa.Table, history_table: sa.Table, disabled: set[
         if any(c is None or c.info.get("disable_index") for c in copies):
             continue
         existing.add(names)
-        sa.Index(f"ix_{history_table.name}_{'_'.join(names)}"[:63], *copies)
+        sa.Index(f"ix_{history_table.name}_{'_'.join(names)}"[:63], *cast(list[Any], copies))
 
 
 def _history_class(
@@ -232,7 +232,7 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
     pk_keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
     _check_options(cls, mapper, columns, hidden, untracked, pk_keys)
 
-    local = mapper.local_table
+    local = cast(sa.Table, mapper.local_table)
     own = {
         key: col
         for key, col in columns.items()
@@ -241,7 +241,7 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
     tracked_here = {k: c for k, c in own.items() if k not in hidden | untracked}
     # Load a column's old value when it is set unloaded, so history records it.
     for key in columns.keys() - untracked:
-        mapper._props[key].active_history = True
+        cast(sa.orm.ColumnProperty[Any], mapper._props[key]).active_history = True
 
     if parent_info is None:
         table, history_mapper = _build_base(cls, mapper, tracked_here, disabled, hidden, untracked)
@@ -326,7 +326,7 @@ def _build_base(
     hidden: set[str],
     untracked: set[str],
 ) -> tuple[sa.Table, Mapper[Any]]:
-    local = mapper.local_table
+    local = cast(sa.Table, mapper.local_table)
     copies = {key: _copy_column(col, disabled, key) for key, col in tracked.items()}
     table = sa.Table(
         _history_table_name(cls, local),
@@ -374,7 +374,7 @@ def _build_joined(
     hidden: set[str],
     untracked: set[str],
 ) -> tuple[sa.Table, Mapper[Any]]:
-    local = mapper.local_table
+    local = cast(sa.Table, mapper.local_table)
     parent_table = parent.history_table
     copies = {key: _copy_column(col, disabled, key) for key, col in tracked.items()}
     pk_copies = [c for c in copies.values() if c.primary_key]

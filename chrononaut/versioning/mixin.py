@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Mapper, Query, mapped_column
@@ -153,6 +153,6 @@ def _build_history_for(mapper: Mapper[Any], cls: type[Any]) -> None:
     info = build_history(mapper)
     if len(info.history_tables) == 1 and not mapper.single:  # the hierarchy's base
         optimistic.configure_version_counter(mapper)
-        leases.leases_table(mapper.local_table.metadata)
+        leases.leases_table(cast(sa.Table, mapper.local_table).metadata)
     cls.__chrononaut__ = info
     cls.__history_mapper__ = info.history_mapper

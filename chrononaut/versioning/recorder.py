@@ -115,7 +115,8 @@ def _is_versioned(obj: Any) -> bool:
 def _changed_keys(state: Any, info: VersioningInfo, mapper: Any) -> tuple[set[str], set[str]]:
     """(tracked keys, hidden keys) whose value changed since the object was loaded."""
     committed = state.committed_state
-    tracked, hidden = set(), set()
+    tracked: set[str] = set()
+    hidden: set[str] = set()
     for key in committed:
         in_tracked = key in info.tracked
         if not in_tracked and key not in info.hidden:
@@ -300,7 +301,7 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
             if _is_versioned(obj):
                 before = obj.version
                 recorder.record_update(obj)
-                if isinstance(obj, RecordChanges) and obj.version != before:
+                if isinstance(obj, RecordChanges) and getattr(obj, "version", None) != before:
                     recorder.stamp(obj)
             elif isinstance(obj, RecordChanges) and session.is_modified(obj):
                 recorder.stamp(obj)
