@@ -31,8 +31,10 @@ PENDING_ROWS_KEY = "chrononaut_pending_history"
 #: listeners): ``guard.prepare(session, objects)`` gives ``.queries`` and ``.verdict(rows)``.
 GUARD_INFO_KEY = "chrononaut_flush_guard"
 
-#: Rows of the history INSERT that carries the guard's query.
-_BATCH = 1000
+#: Rows of the history INSERT that carries the guard's query: one, because that
+#: statement is compiled anew each time, while the batched INSERT of the rest is
+#: compiled once and cached.
+_BATCH = 1
 
 
 class _Plan:
@@ -74,9 +76,10 @@ class _Rows:
     def insert(self, session: Session, piggyback: tuple[Any, Any] | None = None) -> list[Any]:
         """Insert the rows; run ``piggyback`` (mapper, query) in the same statement.
 
-        The first ``_BATCH`` rows of the first table go into one statement with
-        the query, as ``WITH chrononaut_history AS (INSERT ...) <query>``; the
-        rest are inserted in batches. Returns the query's rows.
+        The first row of the first table goes into one statement with the
+        query, as ``WITH chrononaut_history AS (INSERT ...) <query>``; the rest
+        are inserted in batches (SQLAlchemy's insertmanyvalues). Returns the
+        query's rows.
         """
         found: list[Any] = []
         # Parents before children: a joined subclass's history row references
