@@ -154,13 +154,19 @@ class GuardRun:
     def run_alone(self, session: Session) -> None:
         """Run the queries on their own (a flush that writes no history row)."""
         rows: list[Any] = []
-        for mapper, query in self.queries:
-            rows += session.connection(bind_arguments={"mapper": mapper}).execute(query).all()
+        for mapper, query, params in self.queries:
+            connection = session.connection(bind_arguments={"mapper": mapper})
+            rows += connection.execute(query, params).all()
         self.verdict(rows)
 
 
-def _queries(session: Session, targets: list[Target]) -> list[tuple[Mapper[Any], Any]]:
-    """One query per leases table (one in practice): (mapper to bind it, query)."""
+def _queries(
+    session: Session, targets: list[Target]
+) -> list[tuple[Mapper[Any], Any, dict[str, Any]]]:
+    """One query per leases table (one in practice): (mapper to bind it, query, params).
+
+    The query objects are constants, so SQLAlchemy compiles each once.
+    """
     lock_wait = settings_for(session).lock_wait
     actor = leases.acting_owner(session)
     groups: dict[sa.Table, list[Target]] = defaultdict(list)
@@ -183,7 +189,7 @@ def _queries(session: Session, targets: list[Target]) -> list[tuple[Mapper[Any],
                 connection = session.connection(bind_arguments={"mapper": group[0].mapper})
                 params["chrononaut_database"] = _database_oid(connection)
                 sql = f"{_LOCKS_SQL} UNION ALL {sql}"
-        out.append((group[0].mapper, _query(sql).bindparams(**params)))
+        out.append((group[0].mapper, _query(sql), params))
     return out
 
 

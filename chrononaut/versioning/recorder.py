@@ -8,6 +8,7 @@ succeeded. A flush that fails writes nothing.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
@@ -30,11 +31,6 @@ PENDING_ROWS_KEY = "chrononaut_pending_history"
 #: Key in ``Session.info`` of a guard checking the flush's writes (set by the locking
 #: listeners): ``guard.prepare(session, objects)`` gives ``.queries`` and ``.verdict(rows)``.
 GUARD_INFO_KEY = "chrononaut_flush_guard"
-
-#: Rows of the history INSERT that carries the guard's query: one, because that
-#: statement is compiled anew each time, while the batched INSERT of the rest is
-#: compiled once and cached.
-_BATCH = 1
 
 
 class _Plan:
@@ -73,8 +69,8 @@ class _Rows:
                 row[column_key] = values[source]
             self.by_table[table].append(row)
 
-    def insert(self, session: Session, piggyback: tuple[Any, Any] | None = None) -> list[Any]:
-        """Insert the rows; run ``piggyback`` (mapper, query) in the same statement.
+    def insert(self, session: Session, piggyback: tuple[Any, Any, Any] | None = None) -> list[Any]:
+        """Insert the rows; run ``piggyback`` (mapper, query, params) in the same statement.
 
         The first row of the first table goes into one statement with the
         query, as ``WITH chrononaut_history AS (INSERT ...) <query>``; the rest
@@ -90,16 +86,28 @@ class _Rows:
             if piggyback is not None and session.get_bind(mapper=mapper) is session.get_bind(
                 mapper=piggyback[0]
             ):
-                head, rows = rows[:_BATCH], rows[_BATCH:]
-                history = table.insert().values(head).cte("chrononaut_history")
-                found += connection.execute(piggyback[1].add_cte(history)).all()
+                _, query, params = piggyback
+                head, rows = rows[0], rows[1:]
+                params = {**params, **{_PREFIX + key: value for key, value in head.items()}}
+                found += connection.execute(_with_history(query, table), params).all()
                 piggyback = None
             if rows:
                 connection.execute(table.insert(), rows)
         if piggyback is not None:
-            connection = session.connection(bind_arguments={"mapper": piggyback[0]})
-            found += connection.execute(piggyback[1]).all()
+            mapper, query, params = piggyback
+            connection = session.connection(bind_arguments={"mapper": mapper})
+            found += connection.execute(query, params).all()
         return found
+
+
+_PREFIX = "chrononaut_h_"
+
+
+@functools.lru_cache(maxsize=64)
+def _with_history(query: Any, table: sa.Table) -> Any:
+    """``WITH chrononaut_history AS (INSERT INTO table ...) query``, built (and compiled) once."""
+    values = {c.key: sa.bindparam(_PREFIX + c.key, type_=c.type) for c in table.c}
+    return query.add_cte(table.insert().values(values).cte("chrononaut_history"))
 
 
 def _table_rank(table: sa.Table) -> int:
@@ -336,8 +344,9 @@ def after_flush(session: Session, flush_context: Any) -> None:
         return
     run = guard.prepare(session, plan.written)
     found = plan.rows.insert(session, run.queries[0])
-    for mapper, query in run.queries[1:]:
-        found += session.connection(bind_arguments={"mapper": mapper}).execute(query).all()
+    for mapper, query, params in run.queries[1:]:
+        connection = session.connection(bind_arguments={"mapper": mapper})
+        found += connection.execute(query, params).all()
     run.verdict(found)
 
 
