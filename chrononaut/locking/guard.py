@@ -151,14 +151,6 @@ class GuardRun:
     def verdict(self, rows: list[Any]) -> None:
         _refuse(rows, self.targets)
 
-    def run_alone(self, session: Session) -> None:
-        """Run the queries on their own (a flush that writes no history row)."""
-        rows: list[Any] = []
-        for mapper, query, params in self.queries:
-            connection = session.connection(bind_arguments={"mapper": mapper})
-            rows += connection.execute(query, params).all()
-        self.verdict(rows)
-
 
 def _queries(
     session: Session, targets: list[Target]

@@ -205,25 +205,6 @@ def release_lease(obj: Any, owner: Any = None, force: bool = False) -> None:
             raise _held_by_other(obj, described, held)
 
 
-def blocking_leases(
-    connection: sa.Connection, table: sa.Table, records: list[tuple[str, str]], actor: str | None
-) -> list[tuple[str, str, str, datetime]]:
-    """Unexpired leases on ``records`` (table name, record key) held by others than ``actor``."""
-    if not records:
-        return []
-    names, record_keys = zip(*records, strict=True)
-    rows = connection.execute(
-        sa.text(
-            f"SELECT table_name, record_key, owner, expires_at FROM {TABLE_NAME} "
-            "WHERE (table_name, record_key) IN "
-            "(SELECT * FROM unnest(CAST(:names AS text[]), CAST(:keys AS text[]))) "
-            "AND expires_at > statement_timestamp() AND owner IS DISTINCT FROM :actor"
-        ),
-        {"names": list(names), "keys": list(record_keys), "actor": actor},
-    )
-    return [tuple(row) for row in rows]
-
-
 def forget_breaks(session: Session, previous_transaction: Any = None) -> None:
     """A rollback undoes lease breaks: drop them from the records' pending change_info."""
     for state in session.info.pop(BREAKS_KEY, []):
