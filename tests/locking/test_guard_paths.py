@@ -36,8 +36,14 @@ def test_a_written_record_stays_locked_until_the_write_commits(session_factory, 
     with session_factory() as writer, session_factory() as locker:
         writer.get(Item, 1).title = "written"
         writer.flush()  # the guard took the record's lock
-        with pytest.raises(RecordLockedError), locker.get(Item, 1).lock(nowait=True):
+        with (
+            pytest.raises(RecordLockedError) as exc_info,
+            locker.get(Item, 1).lock(nowait=True),
+        ):
             pass
+        assert type(exc_info.value) is RecordLockedError
+        assert exc_info.value.record == "Item(id=1)"
+        assert (exc_info.value.owner, exc_info.value.expires_at) == (None, None)
         writer.commit()
         with locker.get(Item, 1).lock(nowait=True):
             assert locker.get(Item, 1).title == "written"  # refreshed after the lock
@@ -86,16 +92,37 @@ def test_untracked_only_writes_pass_the_guard(Base, engine, session_factory):
         setup.add(Counter(id=1, title="t"))
         setup.commit()
         with acting_as("alice"):
-            setup.get(Counter, 1).acquire_lease()
+            lease = setup.get(Counter, 1).acquire_lease()
             setup.commit()
     with session_factory() as holder, session_factory() as viewer:
+        counter = viewer.get(Counter, 1)
         with holder.get(Counter, 1).lock():
-            counter = viewer.get(Counter, 1)
             counter.views = Counter.views + 1  # untracked: outside concurrency control
             viewer.commit()
-            counter.title = "tracked"  # tracked: the lock and the lease both refuse it
-            with pytest.raises(RecordLockedError):
-                viewer.commit()
+            with acting_as("alice"):  # alice's own lease lets her by: only the lock refuses
+                counter.title = "tracked"
+                with pytest.raises(RecordLockedError) as locked:
+                    viewer.commit()
             viewer.rollback()
-        assert viewer.get(Counter, 1).views == 1
+        counter.views = Counter.views + 1  # the lock is gone, alice's lease is not
+        viewer.commit()
+        counter.title = "tracked"  # by nobody: alice's lease refuses it
+        with pytest.raises(RecordLockedError) as leased:
+            viewer.commit()
+        viewer.rollback()
+        assert viewer.get(Counter, 1).views == 2
         assert viewer.get(Counter, 1).version == 0
+
+    assert type(locked.value) is RecordLockedError
+    assert locked.value.record == "Counter(id=1)"
+    assert (locked.value.owner, locked.value.expires_at) == (None, None)
+    assert str(locked.value) == (
+        "Counter(id=1) is locked by another transaction (lock()); not writing it."
+    )
+    assert type(leased.value) is RecordLockedError
+    assert leased.value.record == "Counter(id=1)"
+    assert (leased.value.owner, leased.value.expires_at) == ("alice", lease.expires_at)
+    assert str(leased.value) == (
+        f"Counter(id=1) is being edited by alice until "
+        f"{leased.value.expires_at:%Y-%m-%d %H:%M:%S %Z}; not writing it."
+    )
