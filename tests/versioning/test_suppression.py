@@ -119,10 +119,14 @@ def test_suppress_versioning_is_restored_when_its_block_raises(Base, engine, ses
     session.commit()
     session.delete(item.versions()[0])
     with pytest.raises(ChrononautException) as exc_info:
-        session.flush()
+        session.flush()  # deleting history is no longer allowed
     session.rollback()
 
-    assert "history rows are kept" in str(exc_info.value)
+    assert type(exc_info.value) is ChrononautException
+    assert str(exc_info.value) == (
+        "Refusing to delete <ItemHistory(id=1, version=0)>: history rows are kept; delete "
+        "them only inside suppress_versioning(allow_deleting_history=True)."
+    )
     assert history(session, Item, "name") == [(1, 0, "a"), (1, 1, "b")]
     assert current(session, Item, "name") == [(1, 2, "c")]
 
@@ -145,12 +149,17 @@ def test_nested_blocks_restore_the_outer_suppression(Base, engine, session):
         with suppress_versioning(allow_deleting_history=True):
             pass
         session.delete(old)
-        with pytest.raises(ChrononautException):
+        with pytest.raises(ChrononautException) as exc_info:
             session.flush()  # deleting history is no longer allowed
         session.rollback()
         item.name = "c"
         session.commit()  # still suppressed: no history, no bump
 
+    assert type(exc_info.value) is ChrononautException
+    assert str(exc_info.value) == (
+        "Refusing to delete <ItemHistory(id=1, version=0)>: history rows are kept; delete "
+        "them only inside suppress_versioning(allow_deleting_history=True)."
+    )
     assert history(session, Item, "name") == [(1, 0, "a")]
     assert current(session, Item, "name") == [(1, 1, "c")]
 
@@ -181,6 +190,7 @@ def test_modifying_a_history_row_raises_and_writes_nothing(
                 session.commit()
     session.rollback()
 
+    assert type(exc_info.value) is ChrononautException
     assert str(exc_info.value) == (
         "Refusing to modify <ItemHistory(id=1, version=0)>: history rows are immutable."
     )
@@ -210,6 +220,7 @@ def test_deleting_a_history_row_raises_and_writes_nothing(db, suppressed):
             db.session.commit()
     db.session.rollback()
 
+    assert type(exc_info.value) is ChrononautException
     assert str(exc_info.value) == (
         "Refusing to delete <ItemHistory(id=1, version=0)>: history rows are kept; delete "
         "them only inside suppress_versioning(allow_deleting_history=True)."
@@ -247,6 +258,7 @@ def test_bulk_update_of_history_class_raises(Base, engine, session, form, allow_
                 forge()
     session.commit()
 
+    assert type(exc_info.value) is ChrononautException
     assert str(exc_info.value) == "Refusing to update ItemHistory: history rows are immutable."
     assert history(session, Item, "name") == [(1, 0, "a")]
 
@@ -281,6 +293,7 @@ def test_bulk_delete_of_history_class_raises(Base, engine, session, form, suppre
             purge()
     session.commit()
 
+    assert type(exc_info.value) is ChrononautException
     assert str(exc_info.value) == (
         "Refusing to delete from ItemHistory: history rows are immutable; delete them only "
         "inside suppress_versioning(allow_deleting_history=True)."
@@ -362,5 +375,13 @@ def test_core_statement_on_history_table_through_session_raises(Base, engine, se
             session.execute(sa.delete(table))
     session.commit()
 
-    assert "history rows are immutable" in str(exc_info.value)
+    expected = {
+        "update": "Refusing to update item_history: history rows are immutable.",
+        "delete": (
+            "Refusing to delete from item_history: history rows are immutable; delete them "
+            "only inside suppress_versioning(allow_deleting_history=True)."
+        ),
+    }
+    assert type(exc_info.value) is ChrononautException
+    assert str(exc_info.value) == expected[form]
     assert history(session, Item, "name") == [(1, 0, "a")]
