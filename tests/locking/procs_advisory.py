@@ -249,3 +249,16 @@ def nested_opposite(url: str, outer_pk: int, inner_pk: int, barrier: Any, result
             result.put({"event": "committed", "outer": outer_pk})
         except Exception as error:
             result.put({**error_report(error), "outer": outer_pk})
+
+
+def lock_in_argument_order(url: str, pks: tuple[int, ...], result: Any) -> None:
+    """``chrononaut.lock(*records)`` with the records in the order of ``pks``."""
+    factory = make_factory(url)
+    with factory() as session:
+        records = [session.get(Counter, pk) for pk in pks]
+        result.put({"event": "asking", "pid": backend_pid(session)})
+        try:
+            with chrononaut.lock(*records):
+                result.put({"event": "acquired"})
+        except Exception as error:
+            result.put(error_report(error))

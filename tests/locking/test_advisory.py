@@ -225,3 +225,50 @@ def test_lock_arguments_are_checked(session_factory, engine_):
                 pass
             assert message in str(exc_info.value)
         assert lock_rows(engine_, key_of(counter)) == []
+
+
+def _in_key_order(*records):
+    return sorted(records, key=key_of)
+
+
+def test_nowait_failing_on_a_later_record_releases_the_locks_it_took(session_factory, engine_):
+    with session_factory() as session, session_factory() as other:
+        first, second = _in_key_order(session.get(Counter, 1), session.get(Counter, 2))
+        taken_later = other.get(Counter, second.id)
+        pid = backend_pid(session)
+        with taken_later.lock():
+            with pytest.raises(chrononaut.RecordLockedError) as exc_info:  # noqa: SIM117
+                with chrononaut.lock(second, first, nowait=True):
+                    pass
+            assert exc_info.value.record == f"Counter(id={second.id})"
+            # The caller's transaction goes on, without the lock it took on ``first``.
+            assert session.in_transaction()
+            assert lock_rows(engine_, key_of(first)) == []
+            assert lock_rows(engine_, key_of(second)) == [
+                (backend_pid(other), "ExclusiveLock", True)
+            ]
+            assert backend_pid(session) == pid
+
+
+def _lock_timeout(session):
+    return session.execute(sa.text("SHOW lock_timeout")).scalar_one()
+
+
+def test_lock_timeout_is_back_to_its_previous_value_inside_the_block(session_factory, engine_):
+    with session_factory() as session:
+        counter = session.get(Counter, 1)
+        session.execute(sa.text("SET LOCAL lock_timeout = '7s'"))
+        with counter.lock(timeout=0.25):
+            assert _lock_timeout(session) == "7s"
+        assert _lock_timeout(session) == "0"  # the block committed: SET LOCAL ended with it
+
+
+def test_lock_timeout_is_back_to_its_previous_value_after_timing_out(session_factory, engine_):
+    with session_factory() as session, session_factory() as other:
+        counter = session.get(Counter, 1)
+        session.execute(sa.text("SET LOCAL lock_timeout = '7s'"))
+        with other.get(Counter, 1).lock():
+            with pytest.raises(chrononaut.LockTimeoutError), counter.lock(timeout=0.25):
+                pass
+            assert session.in_transaction()
+            assert _lock_timeout(session) == "7s"

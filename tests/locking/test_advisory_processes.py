@@ -24,6 +24,7 @@ from .procs_advisory import (
     hold,
     increment,
     key_of,
+    lock_in_argument_order,
     lock_pair_many,
     lock_rows,
     nested_opposite,
@@ -192,6 +193,23 @@ def test_locking_the_same_pair_in_opposite_orders_never_deadlocks(url, engine_):
         reports = [done.get(timeout=WAIT) for _ in specs]
     assert reports == [{"event": "done", "errors": []}] * 2
     assert stored(engine_, 1) == stored(engine_, 2) == (2 * iterations, 2 * iterations)
+
+
+def test_several_records_are_locked_in_key_order_whatever_the_argument_order(url, engine_):
+    low, high = sorted((Counter(id=1), Counter(id=2)), key=key_of)
+    result = CTX.Queue()
+    with engine_.connect() as holder:
+        holder.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key_of(high)})
+        # The child names the higher key first; it must take the lower one first.
+        with children((lock_in_argument_order, (url, (high.id, low.id), result))):
+            pid = result.get(timeout=WAIT)["pid"]
+            wait_until(
+                lambda: (pid, "ExclusiveLock", False) in lock_rows(engine_, key_of(high)),
+                "the child to wait for the higher key",
+            )
+            assert lock_rows(engine_, key_of(low)) == [(pid, "ExclusiveLock", True)]
+            holder.commit()  # releases the higher key: the child gets both
+            assert result.get(timeout=WAIT) == {"event": "acquired"}
 
 
 def test_opposite_nested_locks_surface_as_deadlock_error(url, engine_):

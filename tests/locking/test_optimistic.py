@@ -312,6 +312,27 @@ def test_stale_object_updating_only_an_untracked_column_neither_checks_nor_bumps
     assert [h[0] for h in history(engine, Doc)] == [0]
 
 
+def test_untracked_only_write_to_a_record_deleted_meanwhile_raises_conflict(
+    session_factory, Doc, engine
+):
+    new_doc(session_factory, Doc)
+    with session_factory() as mine, session_factory() as theirs:
+        doc = mine.get(Doc, 42)
+        theirs.delete(theirs.get(Doc, 42))
+        with acting_as("bob"):
+            theirs.commit()
+
+        doc.views = 5  # untracked: no version check, but the row must still exist
+        with pytest.raises(ConflictError) as exc_info:
+            mine.commit()
+        mine.rollback()
+
+    err = exc_info.value
+    assert (err.record, err.expected_version, err.current_version) == ("Doc(id=42)", 0, None)
+    assert [(c.version, c.user_id, c.deleted) for c in err.changes] == [(1, "bob", True)]
+    assert stored(engine, Doc) is None
+
+
 def test_untracked_sql_expression_on_stale_object_is_applied_by_the_database(
     session_factory, Doc, engine
 ):
