@@ -253,8 +253,13 @@ def test_strict_mode_config_refuses_updates_and_deletes_without_extra_info(make_
         db.session.flush()
     db.session.rollback()
 
-    assert "CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO" in str(update_error.value)
-    assert "Page" in str(delete_error.value)
+    for error, changed in ((update_error, "Page (1,)"), (delete_error, "Page (2,)")):
+        assert type(error.value) is ChrononautException
+        assert str(error.value) == (
+            f"{changed} was changed without extra change info, which "
+            "CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO requires; wrap the change in rationale(...) "
+            "or extra_change_info(...)."
+        )
     assert history_of(db, Page) == []
     assert [
         (p.title, p.version) for p in db.session.scalars(sa.select(Page).order_by(Page.id))
