@@ -32,8 +32,12 @@ def app(clean_database: str) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def browser(app: Flask) -> Callable[[str | None], Browser]:
-    """``browser("alice")``: a new client logged in as alice; ``browser()``: anonymous."""
+def visitor(app: Flask) -> Callable[[str | None], Browser]:
+    """``visitor("alice")``: a new client logged in as alice; ``visitor()``: anonymous.
+
+    Not named ``browser``: that is pytest-playwright's fixture of a real browser,
+    and using its name would give every client test a ``[chromium]`` id.
+    """
 
     def make(username: str | None = None) -> Browser:
         made = Browser(app.test_client())

@@ -19,9 +19,9 @@ POSTS = [
 
 @pytest.mark.parametrize("url", POSTS)
 @pytest.mark.parametrize("token", [None, "wrong"], ids=["missing", "wrong"])
-def test_a_post_without_the_right_token_is_refused_and_writes_nothing(browser, app, url, token):
+def test_a_post_without_the_right_token_is_refused_and_writes_nothing(visitor, app, url, token):
     doc_id = make_document(app)
-    alice = browser("alice")
+    alice = visitor("alice")
     form = dict(FORM) if token is None else {**FORM, "csrf_token": token}
     response = alice.client.post(url.format(id=doc_id), data=form)
     assert response.status_code == 400
@@ -33,8 +33,8 @@ def test_a_post_without_the_right_token_is_refused_and_writes_nothing(browser, a
     assert alice.get("/documents").status_code == 200  # still logged in
 
 
-def test_a_login_without_the_token_is_refused(browser):
-    anonymous = browser()
+def test_a_login_without_the_token_is_refused(visitor):
+    anonymous = visitor()
     response = anonymous.client.post(
         "/login", data={"username": "alice", "password": "wonderland"}
     )
@@ -42,9 +42,9 @@ def test_a_login_without_the_token_is_refused(browser):
     assert anonymous.get("/documents").status_code == 302
 
 
-def test_another_sessions_token_is_refused(browser, app):
+def test_another_sessions_token_is_refused(visitor, app):
     doc_id = make_document(app)
-    alice, bob = browser("alice"), browser("bob")
+    alice, bob = visitor("alice"), visitor("bob")
     response = bob.client.post(
         f"/documents/{doc_id}/delete", data={"version": "0", "csrf_token": alice.token()}
     )
@@ -52,8 +52,8 @@ def test_another_sessions_token_is_refused(browser, app):
     assert row(app, doc_id) is not None
 
 
-def test_the_token_on_the_page_is_accepted(browser, app):
-    alice = browser("alice")
+def test_the_token_on_the_page_is_accepted(visitor, app):
+    alice = visitor("alice")
     response = alice.post("/documents/new", {k: v for k, v in FORM.items() if k != "version"})
     assert response.status_code == 302
     assert text(alice.get(response.location)).startswith("Forged")

@@ -11,14 +11,14 @@ from .helpers import edit_document, history, lease_expiry, leases, make_document
 VALID = {"title": "Roadmap", "body": "Q3: ship.", "status": "draft", "reviewer_notes": "ok"}
 
 
-def test_the_list_shows_version_last_editor_and_lease_state(browser, app):
+def test_the_list_shows_version_last_editor_and_lease_state(visitor, app):
     plan = make_document(app, title="Plan")
     notes = make_document(app, by="bob", title="Notes")
     edit_document(app, plan, "bob", body="Second draft.")
-    alice = browser("alice")
+    alice = visitor("alice")
     alice.get(f"/documents/{notes}/edit")  # alice takes the lease on Notes
     expires = lease_expiry(app)
-    page = text(browser("bob").get("/documents"))
+    page = text(visitor("bob").get("/documents"))
     assert "Plan In review" not in page  # status labels, not values, are shown
     assert "Plan Draft v1 bob," in page
     assert f"Notes Draft v0 bob, {row(app, notes)['changed']:%Y-%m-%d}" in page
@@ -26,26 +26,26 @@ def test_the_list_shows_version_last_editor_and_lease_state(browser, app):
     assert page.count("free") == 1
 
 
-def test_the_list_marks_the_users_own_lease(browser, app):
+def test_the_list_marks_the_users_own_lease(visitor, app):
     doc_id = make_document(app)
-    alice = browser("alice")
+    alice = visitor("alice")
     alice.get(f"/documents/{doc_id}/edit")
     assert "being edited by alice (you) until" in text(alice.get("/documents"))
 
 
-def test_the_list_invites_to_write_the_first_document(browser):
-    assert "No documents yet." in text(browser("alice").get("/documents"))
+def test_the_list_invites_to_write_the_first_document(visitor):
+    assert "No documents yet." in text(visitor("alice").get("/documents"))
 
 
-def test_the_new_page_shows_an_empty_form(browser):
-    response = browser("alice").get("/documents/new")
+def test_the_new_page_shows_an_empty_form(visitor):
+    response = visitor("alice").get("/documents/new")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert 'name="title" value=""' in page and 'name="csrf_token"' in page
 
 
-def test_creating_a_document_writes_version_0_by_the_user(browser, app):
-    bob = browser("bob")
+def test_creating_a_document_writes_version_0_by_the_user(visitor, app):
+    bob = visitor("bob")
     response = bob.post("/documents/new", VALID)
     assert response.status_code == 302
     doc_id = int(response.location.rsplit("/", 1)[1])
@@ -65,9 +65,9 @@ def test_creating_a_document_writes_version_0_by_the_user(browser, app):
     ids=["empty-title", "long-title", "unknown-status"],
 )
 def test_an_invalid_new_document_is_redisplayed_with_400_and_not_written(
-    browser, app, change, message
+    visitor, app, change, message
 ):
-    response = browser("alice").post("/documents/new", {**VALID, **change})
+    response = visitor("alice").post("/documents/new", {**VALID, **change})
     assert response.status_code == 400
     page = text(response)
     assert message in page and "nothing was saved" in page
@@ -75,9 +75,9 @@ def test_an_invalid_new_document_is_redisplayed_with_400_and_not_written(
     assert row(app, 1) is None
 
 
-def test_viewing_counts_views_without_writing_versions(browser, app):
+def test_viewing_counts_views_without_writing_versions(visitor, app):
     doc_id = make_document(app, body="Hello\nworld", reviewer_notes="Looks fine")
-    alice = browser("alice")
+    alice = visitor("alice")
     for _ in range(3):
         response = alice.get(f"/documents/{doc_id}")
     assert response.status_code == 200
@@ -88,10 +88,10 @@ def test_viewing_counts_views_without_writing_versions(browser, app):
     assert history(app, doc_id) == []
 
 
-def test_viewing_a_document_someone_else_is_editing_counts_and_shows_the_lease(browser, app):
+def test_viewing_a_document_someone_else_is_editing_counts_and_shows_the_lease(visitor, app):
     doc_id = make_document(app)
-    browser("alice").get(f"/documents/{doc_id}/edit")
-    response = browser("bob").get(f"/documents/{doc_id}")
+    visitor("alice").get(f"/documents/{doc_id}/edit")
+    response = visitor("bob").get(f"/documents/{doc_id}")
     assert response.status_code == 200
     assert "being edited by alice until" in text(response)
     assert (row(app, doc_id)["view_count"], row(app, doc_id)["version"]) == (1, 0)
@@ -106,8 +106,8 @@ def test_viewing_a_document_someone_else_is_editing_counts_and_shows_the_lease(b
         "/documents/999/delete",
     ],
 )
-def test_an_unknown_document_is_404(browser, url):
-    response = browser("alice").get(url)
+def test_an_unknown_document_is_404(visitor, url):
+    response = visitor("alice").get(url)
     assert response.status_code == 404
     assert "There is no document 999." in text(response)
 
@@ -115,22 +115,22 @@ def test_an_unknown_document_is_404(browser, url):
 @pytest.mark.parametrize(
     "url", ["/documents/999/edit", "/documents/999/take-over", "/documents/999/delete"]
 )
-def test_posting_to_an_unknown_document_is_404(browser, url):
-    response = browser("alice").post(url, {**VALID, "version": "0"})
+def test_posting_to_an_unknown_document_is_404(visitor, url):
+    response = visitor("alice").post(url, {**VALID, "version": "0"})
     assert response.status_code == 404
 
 
-def test_the_delete_page_asks_first(browser, app):
+def test_the_delete_page_asks_first(visitor, app):
     doc_id = make_document(app)
-    response = browser("alice").get(f"/documents/{doc_id}/delete")
+    response = visitor("alice").get(f"/documents/{doc_id}/delete")
     assert response.status_code == 200
     assert "Delete “Plan”?" in text(response)
     assert row(app, doc_id) is not None
 
 
-def test_deleting_keeps_the_last_state_in_history_with_the_reason(browser, app):
+def test_deleting_keeps_the_last_state_in_history_with_the_reason(visitor, app):
     doc_id = make_document(app)
-    bob = browser("bob")
+    bob = visitor("bob")
     response = bob.post(f"/documents/{doc_id}/delete", {"version": "0", "rationale": "Dupe"})
     assert (response.status_code, response.location) == (302, "/documents")
     assert "Deleted “Plan”; its history is kept." in text(bob.get("/documents"))
@@ -143,34 +143,34 @@ def test_deleting_keeps_the_last_state_in_history_with_the_reason(browser, app):
     assert bob.get(f"/documents/{doc_id}").status_code == 404
 
 
-def test_deleting_a_changed_document_is_a_409_conflict(browser, app):
+def test_deleting_a_changed_document_is_a_409_conflict(visitor, app):
     doc_id = make_document(app)
     edit_document(app, doc_id, "alice", title="Plan B")
-    response = browser("bob").post(f"/documents/{doc_id}/delete", {"version": "0"})
+    response = visitor("bob").post(f"/documents/{doc_id}/delete", {"version": "0"})
     assert response.status_code == 409
     assert "version 1 by alice" in text(response)
     assert row(app, doc_id)["title"] == "Plan B"
 
 
-def test_deleting_a_document_someone_else_is_editing_is_423(browser, app):
+def test_deleting_a_document_someone_else_is_editing_is_423(visitor, app):
     doc_id = make_document(app)
-    browser("alice").get(f"/documents/{doc_id}/edit")
-    response = browser("bob").post(f"/documents/{doc_id}/delete", {"version": "0"})
+    visitor("alice").get(f"/documents/{doc_id}/edit")
+    response = visitor("bob").post(f"/documents/{doc_id}/delete", {"version": "0"})
     assert response.status_code == 423
     assert "being edited by alice until" in text(response)
     assert row(app, doc_id) is not None
     assert leases(app) == ["alice"]
 
 
-def test_deleting_with_a_bad_version_is_400(browser, app):
+def test_deleting_with_a_bad_version_is_400(visitor, app):
     doc_id = make_document(app)
-    response = browser("alice").post(f"/documents/{doc_id}/delete", {"version": "latest"})
+    response = visitor("alice").post(f"/documents/{doc_id}/delete", {"version": "latest"})
     assert response.status_code == 400
     assert row(app, doc_id) is not None
 
 
-def test_the_css_is_served_by_the_app_and_the_pages_use_no_network(browser):
-    alice = browser("alice")
+def test_the_css_is_served_by_the_app_and_the_pages_use_no_network(visitor):
+    alice = visitor("alice")
     with alice.get("/static/style.css") as css:
         assert css.status_code == 200 and "@media (max-width" in css.get_data(as_text=True)
     page = alice.get("/documents/new").get_data(as_text=True)

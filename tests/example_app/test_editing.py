@@ -16,9 +16,9 @@ def form(version: int, **changes: str) -> dict[str, str]:
     return {**ORIGINAL, "version": str(version), **changes}
 
 
-def test_opening_the_edit_page_takes_a_committed_lease(browser, app):
+def test_opening_the_edit_page_takes_a_committed_lease(visitor, app):
     doc_id = make_document(app)
-    response = browser("alice").get(f"/documents/{doc_id}/edit")
+    response = visitor("alice").get(f"/documents/{doc_id}/edit")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert 'name="version" value="0"' in page and "disabled" not in page
@@ -26,19 +26,19 @@ def test_opening_the_edit_page_takes_a_committed_lease(browser, app):
     assert leases(app) == ["alice"]
 
 
-def test_opening_it_again_renews_the_same_lease(browser, app):
+def test_opening_it_again_renews_the_same_lease(visitor, app):
     doc_id = make_document(app)
-    alice = browser("alice")
+    alice = visitor("alice")
     alice.get(f"/documents/{doc_id}/edit")
     first = lease_expiry(app)
     alice.get(f"/documents/{doc_id}/edit")
     assert leases(app) == ["alice"] and lease_expiry(app) > first
 
 
-def test_another_user_sees_a_read_only_form_with_a_take_over_button(browser, app):
+def test_another_user_sees_a_read_only_form_with_a_take_over_button(visitor, app):
     doc_id = make_document(app)
-    browser("alice").get(f"/documents/{doc_id}/edit")
-    response = browser("bob").get(f"/documents/{doc_id}/edit")
+    visitor("alice").get(f"/documents/{doc_id}/edit")
+    response = visitor("bob").get(f"/documents/{doc_id}/edit")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert f"being edited by alice until {lease_expiry(app):%H:%M} UTC" in text(response)
@@ -49,9 +49,9 @@ def test_another_user_sees_a_read_only_form_with_a_take_over_button(browser, app
     assert leases(app) == ["alice"]
 
 
-def test_saving_writes_a_version_with_the_rationale_and_releases_the_lease(browser, app):
+def test_saving_writes_a_version_with_the_rationale_and_releases_the_lease(visitor, app):
     doc_id = make_document(app)
-    alice = browser("alice")
+    alice = visitor("alice")
     alice.get(f"/documents/{doc_id}/edit")
     response = alice.post(
         f"/documents/{doc_id}/edit",
@@ -73,9 +73,9 @@ def test_saving_writes_a_version_with_the_rationale_and_releases_the_lease(brows
     assert leases(app) == []
 
 
-def test_saving_without_changes_writes_nothing_and_releases_the_lease(browser, app):
+def test_saving_without_changes_writes_nothing_and_releases_the_lease(visitor, app):
     doc_id = make_document(app)
-    alice = browser("alice")
+    alice = visitor("alice")
     alice.get(f"/documents/{doc_id}/edit")
     response = alice.post(f"/documents/{doc_id}/edit", form(0))
     assert response.status_code == 302
@@ -95,10 +95,10 @@ def test_saving_without_changes_writes_nothing_and_releases_the_lease(browser, a
     ids=["empty-title", "long-title", "unknown-status", "no-version"],
 )
 def test_an_invalid_edit_is_redisplayed_with_400_and_nothing_written(
-    browser, app, change, message
+    visitor, app, change, message
 ):
     doc_id = make_document(app)
-    alice = browser("alice")
+    alice = visitor("alice")
     alice.get(f"/documents/{doc_id}/edit")
     response = alice.post(f"/documents/{doc_id}/edit", {**form(0, body="Edited body"), **change})
     assert response.status_code == 400
@@ -110,18 +110,18 @@ def test_an_invalid_edit_is_redisplayed_with_400_and_nothing_written(
     assert leases(app) == ["alice"]  # still editing
 
 
-def test_a_version_the_document_never_had_is_400(browser, app):
+def test_a_version_the_document_never_had_is_400(visitor, app):
     doc_id = make_document(app)
-    response = browser("alice").post(f"/documents/{doc_id}/edit", form(7, title="Seven"))
+    response = visitor("alice").post(f"/documents/{doc_id}/edit", form(7, title="Seven"))
     assert response.status_code == 400
     assert "has no version 7" in text(response)
     assert row(app, doc_id)["title"] == "Plan"
 
 
-def test_a_stale_edit_of_other_fields_is_merged_and_saved(browser, app):
+def test_a_stale_edit_of_other_fields_is_merged_and_saved(visitor, app):
     doc_id = make_document(app)
     edit_document(app, doc_id, "alice", body="Alice's body.")
-    bob = browser("bob")
+    bob = visitor("bob")
     response = bob.post(
         f"/documents/{doc_id}/edit", form(0, title="Bob's title", rationale="Tidy")
     )
@@ -140,11 +140,11 @@ def test_a_stale_edit_of_other_fields_is_merged_and_saved(browser, app):
     assert history(app, doc_id)[1]["change_info"]["extra"] == {"rationale": "Tidy"}
 
 
-def test_a_stale_edit_of_a_field_someone_changed_is_a_409_showing_their_change(browser, app):
+def test_a_stale_edit_of_a_field_someone_changed_is_a_409_showing_their_change(visitor, app):
     doc_id = make_document(app)
-    bob = browser("bob")
+    bob = visitor("bob")
     bob.get(f"/documents/{doc_id}/edit")  # bob starts editing version 0
-    alice = browser("alice")
+    alice = visitor("alice")
     alice.post(f"/documents/{doc_id}/take-over", {"version": "0"})
     alice.post(f"/documents/{doc_id}/edit", form(0, title="Alice's title"))
     response = bob.post(f"/documents/{doc_id}/edit", form(0, title="Bob's title", body="B"))
@@ -163,10 +163,10 @@ def test_a_stale_edit_of_a_field_someone_changed_is_a_409_showing_their_change(b
     )
 
 
-def test_a_stale_conflict_is_json_for_a_json_client(browser, app):
+def test_a_stale_conflict_is_json_for_a_json_client(visitor, app):
     doc_id = make_document(app)
     edit_document(app, doc_id, "alice", title="Alice's title")
-    response = browser("bob").post(
+    response = visitor("bob").post(
         f"/documents/{doc_id}/edit",
         form(0, title="Bob's title"),
         headers={"Accept": "application/json"},
@@ -181,11 +181,11 @@ def test_a_stale_conflict_is_json_for_a_json_client(browser, app):
     assert [(c["user_id"], c["columns"]) for c in body["changes"]] == [("alice", ["title"])]
 
 
-def test_a_stale_edit_of_the_hidden_column_someone_changed_is_a_conflict(browser, app):
+def test_a_stale_edit_of_the_hidden_column_someone_changed_is_a_conflict(visitor, app):
     """History keeps no old values of hidden columns, so the merge errs on the safe side."""
     doc_id = make_document(app)
     edit_document(app, doc_id, "alice", reviewer_notes="Alice's note")
-    response = browser("bob").post(
+    response = visitor("bob").post(
         f"/documents/{doc_id}/edit", form(0, reviewer_notes="Bob's note")
     )
     assert response.status_code == 409
@@ -193,10 +193,10 @@ def test_a_stale_edit_of_the_hidden_column_someone_changed_is_a_conflict(browser
     assert row(app, doc_id)["reviewer_notes"] == "Alice's note"
 
 
-def test_a_stale_edit_of_the_hidden_column_nobody_changed_is_merged(browser, app):
+def test_a_stale_edit_of_the_hidden_column_nobody_changed_is_merged(visitor, app):
     doc_id = make_document(app, reviewer_notes="Old note")
     edit_document(app, doc_id, "alice", title="Alice's title")
-    response = browser("bob").post(
+    response = visitor("bob").post(
         f"/documents/{doc_id}/edit", form(0, reviewer_notes="Bob's note")
     )
     assert response.status_code == 302
@@ -208,10 +208,10 @@ def test_a_stale_edit_of_the_hidden_column_nobody_changed_is_merged(browser, app
     )
 
 
-def test_saving_a_document_someone_else_is_editing_is_423(browser, app):
+def test_saving_a_document_someone_else_is_editing_is_423(visitor, app):
     doc_id = make_document(app)
-    browser("alice").get(f"/documents/{doc_id}/edit")
-    response = browser("bob").post(f"/documents/{doc_id}/edit", form(0, title="Bob's title"))
+    visitor("alice").get(f"/documents/{doc_id}/edit")
+    response = visitor("bob").post(f"/documents/{doc_id}/edit", form(0, title="Bob's title"))
     assert response.status_code == 423
     page = text(response)
     assert f"is being edited by alice until {lease_expiry(app):%H:%M} UTC" in page
@@ -220,9 +220,9 @@ def test_saving_a_document_someone_else_is_editing_is_423(browser, app):
     assert history(app, doc_id) == [] and leases(app) == ["alice"]
 
 
-def test_take_over_moves_the_lease_and_the_break_is_recorded_in_history(browser, app):
+def test_take_over_moves_the_lease_and_the_break_is_recorded_in_history(visitor, app):
     doc_id = make_document(app)
-    alice, bob = browser("alice"), browser("bob")
+    alice, bob = visitor("alice"), visitor("bob")
     alice.get(f"/documents/{doc_id}/edit")
     bob.get(f"/documents/{doc_id}/edit")
     expires = lease_expiry(app)
@@ -256,9 +256,9 @@ def test_take_over_moves_the_lease_and_the_break_is_recorded_in_history(browser,
     assert "lease_broken" not in history(app, doc_id)[1]["change_info"].get("extra", {})
 
 
-def test_take_over_of_a_changed_document_shows_the_conflict_and_keeps_the_lease(browser, app):
+def test_take_over_of_a_changed_document_shows_the_conflict_and_keeps_the_lease(visitor, app):
     doc_id = make_document(app)
-    alice, bob = browser("alice"), browser("bob")
+    alice, bob = visitor("alice"), visitor("bob")
     alice.get(f"/documents/{doc_id}/edit")
     bob.get(f"/documents/{doc_id}/edit")  # read-only, rendered from version 0
     alice.post(f"/documents/{doc_id}/edit", form(0, title="Alice's title", rationale="Why"))
@@ -275,25 +275,25 @@ def test_take_over_of_a_changed_document_shows_the_conflict_and_keeps_the_lease(
     assert "disabled" not in edit.get_data(as_text=True)
 
 
-def test_take_over_without_a_version_is_400(browser, app):
+def test_take_over_without_a_version_is_400(visitor, app):
     doc_id = make_document(app)
-    browser("alice").get(f"/documents/{doc_id}/edit")
-    response = browser("bob").post(f"/documents/{doc_id}/take-over", {"version": "x"})
+    visitor("alice").get(f"/documents/{doc_id}/edit")
+    response = visitor("bob").post(f"/documents/{doc_id}/take-over", {"version": "x"})
     assert response.status_code == 400
     assert leases(app) == ["alice"]
 
 
-def test_cancel_releases_the_lease(browser, app):
+def test_cancel_releases_the_lease(visitor, app):
     doc_id = make_document(app)
-    alice = browser("alice")
+    alice = visitor("alice")
     alice.get(f"/documents/{doc_id}/edit")
     response = alice.post(f"/documents/{doc_id}/cancel")
     assert (response.status_code, response.location) == (302, f"/documents/{doc_id}")
     assert leases(app) == []
 
 
-def test_cancel_leaves_someone_elses_lease_alone(browser, app):
+def test_cancel_leaves_someone_elses_lease_alone(visitor, app):
     doc_id = make_document(app)
-    browser("alice").get(f"/documents/{doc_id}/edit")
-    assert browser("bob").post(f"/documents/{doc_id}/cancel").status_code == 302
+    visitor("alice").get(f"/documents/{doc_id}/edit")
+    assert visitor("bob").post(f"/documents/{doc_id}/cancel").status_code == 302
     assert leases(app) == ["alice"]

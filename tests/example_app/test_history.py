@@ -5,9 +5,9 @@ from __future__ import annotations
 from .helpers import edit_document, history, make_document, text
 
 
-def test_history_shows_both_users_their_rationales_and_the_diffs(browser, app):
+def test_history_shows_both_users_their_rationales_and_the_diffs(visitor, app):
     doc_id = make_document(app, title="Plan", body="One.")
-    alice, bob = browser("alice"), browser("bob")
+    alice, bob = visitor("alice"), visitor("bob")
     base = {"title": "Plan", "body": "One.", "status": "draft", "reviewer_notes": ""}
     bob.post(
         f"/documents/{doc_id}/edit",
@@ -41,15 +41,15 @@ def test_history_shows_both_users_their_rationales_and_the_diffs(browser, app):
     assert "Secret" not in page  # hidden values never appear in the history
 
 
-def test_history_of_a_new_document_shows_its_creation_only(browser, app):
+def test_history_of_a_new_document_shows_its_creation_only(visitor, app):
     doc_id = make_document(app, by="bob")
-    page = text(browser("alice").get(f"/documents/{doc_id}/history"))
+    page = text(visitor("alice").get(f"/documents/{doc_id}/history"))
     assert "Version 0 created by bob" in page and "Version 1" not in page
 
 
-def test_changes_made_outside_requests_show_their_actor(browser, app):
+def test_changes_made_outside_requests_show_their_actor(visitor, app):
     doc_id = make_document(app)
     edit_document(app, doc_id, "nightly-job", reason="Archive old plans", status="archived")
-    page = text(browser("alice").get(f"/documents/{doc_id}/history"))
+    page = text(visitor("alice").get(f"/documents/{doc_id}/history"))
     assert "Version 1 by nightly-job" in page and "“Archive old plans”" in page
     assert "Status draft → archived" in page
