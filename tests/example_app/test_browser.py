@@ -19,6 +19,8 @@ from werkzeug.serving import make_server
 from example_app.auth import DEMO_USERS
 from example_app.models import Document, db
 
+from .helpers import edit_document
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = pytest.mark.skipif(
@@ -132,13 +134,29 @@ def test_two_users_edit_one_document_lease_conflict_and_history(
     bob.context.close()
 
 
-def test_pages_fit_a_phone_screen(chromium, base_url, document_id, tmp_path):
+def sideways_scroll(page: Any) -> int:
+    """How many CSS pixels the page scrolls sideways (0 when it fits its width)."""
+    return page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+
+
+def test_pages_fit_a_phone_screen(chromium, app, base_url, document_id, tmp_path):
     phone = {"viewport": {"width": 375, "height": 740}, "device_scale_factor": 2}
     page = log_in(chromium, base_url, "alice", **phone)
-    for path in ("/documents", f"/documents/{document_id}", f"/documents/{document_id}/edit"):
+    document = f"/documents/{document_id}"
+    for path in ("/documents", document, f"{document}/edit"):
         page.goto(f"{base_url}{path}")
-        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        overflow = sideways_scroll(page)
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 375px wide"
-    page.goto(f"{base_url}/documents/{document_id}/history")
+
+    # History shows each change as a diff; a long unbroken word in one (a link)
+    # must wrap, not widen the page.
+    link = "https://example.org/notes/" + "0123456789abcdef" * 6
+    edit_document(app, document_id, "alice", "Link the notes", body=f"Draft body, see {link}")
+    page.goto(f"{base_url}{document}/history")
+    assert link in page.get_by_test_id("version-1").inner_text()
+    overflow = sideways_scroll(page)
+    assert overflow <= 0, f"the history page scrolls sideways by {overflow}px at 375px wide"
     page.screenshot(path=str(tmp_path / "phone-history.png"))
     page.context.close()
