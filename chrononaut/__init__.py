@@ -29,6 +29,7 @@ from .settings import Settings as Settings
 from .versioning import HistoryBase as HistoryBase
 from .versioning import RecordChanges as RecordChanges
 from .versioning import Versioned as Versioned
+from .versioning.database_guard import enable_database_guard as enable_database_guard
 
 __all__ = [
     "Change",
@@ -49,6 +50,7 @@ __all__ = [
     "acting_as",
     "append_change_info",
     "check_if_match",
+    "enable_database_guard",
     "extra_change_info",
     "listen",
     "lock",

@@ -42,7 +42,9 @@ class Change:
 
     ``version`` is the version the change produced, ``user_id`` who made it,
     ``changed`` when, and ``columns`` the columns it changed (hidden ones named,
-    their values never shown).
+    their values never shown). A change written outside the ORM and recorded by
+    the database guard has ``source="database"`` and ``db_user``, the database
+    role that made it.
     """
 
     version: int
@@ -50,9 +52,13 @@ class Change:
     changed: datetime
     columns: tuple[str, ...]
     deleted: bool = False
+    source: str | None = None
+    db_user: str | None = None
 
     def describe(self) -> str:
         who = self.user_id if self.user_id is not None else "an unknown user"
+        if self.source == "database":
+            who = f"database user {self.db_user} outside the ORM"
         when = self.changed.astimezone(timezone.utc).strftime("%H:%M:%S UTC")
         if self.deleted:
             return f"version {self.version} by {who} at {when} deleted it"
@@ -119,6 +125,8 @@ class ConflictError(ChrononautException, StaleDataError):
                     "changed": c.changed.isoformat(),
                     "columns": list(c.columns),
                     "deleted": c.deleted,
+                    "source": c.source,
+                    "db_user": c.db_user,
                 }
                 for c in self.changes
             ],

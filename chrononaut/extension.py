@@ -12,6 +12,9 @@ key                                       default  meaning
 ``CHRONONAUT_LOCK_WAIT``                  0        seconds a flush waits for another
                                                    transaction's ``lock()`` on a record
                                                    it writes (0: refuse at once)
+``CHRONONAUT_DATABASE_GUARD``             False    give every versioned model's table the
+                                                   database guard's triggers (a model's
+                                                   ``__chrononaut_database_guard__`` wins)
 ========================================  =======  =====================================
 """
 
@@ -19,12 +22,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, current_app, has_app_context, has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 
 from .cli import chrononaut_cli
 from .session import listen
 from .settings import DEFAULT_SETTINGS, Settings
+from .versioning.database_guard import enable_database_guard
 
 EXTENSION_KEY = "chrononaut"
 
@@ -67,6 +72,16 @@ def _read_settings(app: Flask) -> Settings:
     )
 
 
+def _read_database_guard(app: Flask) -> bool:
+    value = app.config.setdefault("CHRONONAUT_DATABASE_GUARD", False)
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"CHRONONAUT_DATABASE_GUARD must be True or False, got {value!r}; True gives every "
+            "versioned model's table the database guard's triggers."
+        )
+    return value
+
+
 def _settings_of_current_app() -> Settings:
     if not has_app_context():
         return DEFAULT_SETTINGS
@@ -97,9 +112,22 @@ class VersionedSQLAlchemy(SQLAlchemy):
         if app is not None:
             self.init_app(app)
 
+    _chrononaut_database_guard = False
+
+    def _make_metadata(self, bind_key: str | None) -> sa.MetaData:
+        metadata = super()._make_metadata(bind_key)
+        if self._chrononaut_database_guard:  # a bind key's models declared after init_app
+            enable_database_guard(metadata)
+        return metadata
+
     def init_app(self, app: Flask) -> None:
         """Register the extension on ``app``, read its ``CHRONONAUT_*`` config and add
         the ``flask chrononaut`` commands (see :mod:`chrononaut.cli`)."""
         super().init_app(app)
         app.extensions[EXTENSION_KEY] = _State(self, _read_settings(app))
+        if _read_database_guard(app):
+            # Schema, not flush-time behaviour: the DDL events read it from the MetaData.
+            self._chrononaut_database_guard = True
+            for metadata in self.metadatas.values():
+                enable_database_guard(metadata)
         app.cli.add_command(chrononaut_cli)

@@ -8,13 +8,17 @@ from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 from .. import _events
 from ..settings import SESSION_INFO_KEY, Settings
-from . import bulk, recorder
+from . import bulk, database_guard_events, recorder
 
 _EVENTS = (
     ("before_flush", recorder.before_flush),
     ("after_flush", recorder.after_flush),
     ("after_soft_rollback", recorder.after_soft_rollback),
     ("do_orm_execute", bulk.do_orm_execute),
+    # suppress_versioning() with the database guard's triggers (no statements otherwise)
+    ("before_flush", database_guard_events.before_flush),
+    ("after_flush", database_guard_events.after_flush),
+    ("do_orm_execute", database_guard_events.do_orm_execute),
 )
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Mapper, Query, mapped_column
 
 from ..locking import advisory, leases, optimistic
-from . import change_info, queries
+from . import change_info, database_guard, queries
 from .history import INFO_KEY, VersioningInfo, build_history
 
 
@@ -29,8 +29,9 @@ class Versioned:
 
     Options, all class attributes: ``__chrononaut_tablename__``,
     ``__chrononaut_hidden__``, ``__chrononaut_untracked__``,
-    ``__chrononaut_disable_indices__``, ``__chrononaut_copy_validators__`` and
-    ``__chrononaut_primary_key_nonunique__``.
+    ``__chrononaut_disable_indices__``, ``__chrononaut_copy_validators__``,
+    ``__chrononaut_primary_key_nonunique__`` and ``__chrononaut_database_guard__``
+    (see :mod:`chrononaut.versioning.database_guard`).
     """
 
     #: 0 on insert, +1 for every versioned change.
@@ -156,3 +157,4 @@ def _build_history_for(mapper: Mapper[Any], cls: type[Any]) -> None:
         leases.leases_table(cast(sa.Table, mapper.local_table).metadata)
     cls.__chrononaut__ = info
     cls.__history_mapper__ = info.history_mapper
+    database_guard.configure(mapper)
