@@ -103,7 +103,10 @@ def _render(autogen_context: Any, operation: DatabaseGuardOp) -> list[str]:
     lines = [f"# chrononaut: {operation.action} the database guard of {table}"]
     for statement in operation.upgrade:
         parts = _for_text(statement).splitlines(keepends=True)
-        lines.append("op.execute(\n" + "\n".join(f"    {part!r}" for part in parts) + "\n)")
+        if len(parts) == 1:
+            lines.append(f"op.execute({parts[0]!r})")
+        else:
+            lines.append("op.execute(\n" + "\n".join(f"    {part!r}" for part in parts) + "\n)")
     return lines
 
 

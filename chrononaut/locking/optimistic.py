@@ -123,6 +123,8 @@ def changes_since(
                 changed=row.changed,
                 columns=columns,
                 deleted=deleted,
+                source=change_info.get("source"),
+                db_user=change_info.get("db_user"),
             )
         )
     return current_version, changes

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.orm import Mapper
 
 from ..exceptions import ConfigurationError
@@ -54,7 +54,7 @@ SUPPRESS_SETTING = "chrononaut.suppress"
 UPDATE_TRIGGER = "chrononaut_guard_update"
 DELETE_TRIGGER = "chrononaut_guard_delete"
 
-_DIALECT = postgresql.dialect()
+_DIALECT = PGDialect(paramstyle="named")  # names and literals keep a lone % as written
 _PREPARER = _DIALECT.identifier_preparer
 _MAX_NAME = 63  # PostgreSQL's NAMEDATALEN - 1
 _NOT_SUPPRESSED = f"current_setting('{SUPPRESS_SETTING}', true) IS DISTINCT FROM 'on'"
@@ -175,18 +175,23 @@ def _before_create(metadata: sa.MetaData, connection: sa.Connection, **kw: Any) 
             guard_ddl(cls)
 
 
+def _execute(connection: sa.Connection, statement: str) -> None:
+    # The driver sees an (empty) parameter set: a % in a name must be doubled.
+    connection.exec_driver_sql(statement.replace("%", "%%"))
+
+
 def _after_create(table: sa.Table, connection: sa.Connection, **kw: Any) -> None:
     cls = _guarded_base_of(table)
     if cls is not None:
         for statement in guard_ddl(cls).create():
-            connection.exec_driver_sql(statement)
+            _execute(connection, statement)
 
 
 def _after_drop(table: sa.Table, connection: sa.Connection, **kw: Any) -> None:
     if _guarded_base_of(table) is not None:
         update_fn, delete_fn = function_names(table.name, table.schema)
         for function in (update_fn, delete_fn):
-            connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function}()")
+            _execute(connection, f"DROP FUNCTION IF EXISTS {function}()")
 
 
 # --- the DDL ----------------------------------------------------------------------
