@@ -10,7 +10,7 @@ from functools import partial
 
 import sqlalchemy as sa
 
-from . import memory, procs, report, schema, targets, versions, workloads
+from . import guard, memory, procs, report, schema, targets, versions, workloads
 from .floors import Floors
 from .measure import Entry, Measured, measure
 from .sizes import FULL, QUICK, Sizes
@@ -284,7 +284,16 @@ def w7(run: Run) -> None:
     run.out()
 
 
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7}
+WORKLOADS = {
+    "W1": w1,
+    "W2": w2,
+    "W3": w3,
+    "W4": w4,
+    "W5": w5,
+    "W6": w6,
+    "W7": w7,
+    "W8": guard.w8,
+}
 
 
 def main(url: str, quick: bool, only: list[str], reps: int) -> int:

@@ -191,6 +191,21 @@ def test_stale_orm_delete_after_raw_update_raises_conflict(engine, stay, Doc):
     assert stored(engine) == ("from psql", 1)
 
 
+def test_stale_orm_write_after_raw_delete_raises_conflict_naming_the_deletion(engine, stay, Doc):
+    doc = add_doc(stay, Doc)
+    raw(engine, "DELETE FROM doc WHERE id = 1")
+
+    doc.title = "too late"
+    with pytest.raises(ConflictError) as exc_info:
+        stay.commit()
+    stay.rollback()
+
+    err = exc_info.value
+    assert (err.expected_version, err.current_version) == (0, None)
+    assert [(c.version, c.deleted, c.source) for c in err.changes] == [(1, True, "database")]
+    assert f"by database user {db_user(engine)} outside the ORM" in str(err)
+
+
 def test_orm_update_and_delete_write_exactly_one_history_row_each(engine, session, Doc):
     doc = add_doc(session, Doc)
 
