@@ -252,3 +252,18 @@ def test_names_with_percent_and_colon_survive_create_all_and_rendered_scripts(en
     with engine.connect() as connection:
         rows = connection.exec_driver_sql('SELECT "a:b", version FROM "odd%%table_history"')
         assert [tuple(r) for r in rows] == [("x", 0)]
+
+
+def test_drop_database_guard_cleans_up_after_a_dropped_table(engine, Base):
+    _account(Base)
+    Base.metadata.create_all(engine)
+    _raw(engine, "DROP TABLE account")  # as autogenerate's op.drop_table would
+    assert set(_sources(engine)) == {
+        "account_chrononaut_guard_update",
+        "account_chrononaut_guard_delete",
+    }
+
+    with engine.begin() as connection:
+        drop_database_guard(Operations(MigrationContext.configure(connection)), "account")
+
+    assert _sources(engine) == {}
