@@ -156,6 +156,8 @@ def _history_report(described: str, record: Any, rows: list[Any]) -> list[str]:
     for index, row in enumerate(rows):
         change_info = row.change_info or {}
         who = change_info.get("user_id")
+        if change_info.get("source") == "database":  # written by the database guard
+            who = f"database user {change_info.get('db_user')}"
         why = (change_info.get("extra") or {}).get("rationale")
         lines.append(
             f"version {row.version + 1}  {_utc(row.changed)}  "
