@@ -52,7 +52,8 @@ It has since been deleted.{% else %}It is now at version {{ error.current_versio
 <tbody>
 {% for change in error.changes %}
 <tr><td>{{ change.version }}</td>
-<td>{{ change.user_id if change.user_id is not none else "an unknown user" }}</td>
+<td>{% if change.source == "database" %}database user {{ change.db_user }} (outside the ORM)\
+{% else %}{{ change.user_id if change.user_id is not none else "an unknown user" }}{% endif %}</td>
 <td>{{ change.changed.astimezone(utc).strftime("%Y-%m-%d %H:%M:%S") }}</td>
 <td>{% if change.deleted %}deleted{% else %}{{ change.columns | join(", ")
     or "nothing visible" }}{% endif %}</td></tr>
