@@ -8,19 +8,28 @@ unexpired lease on one. If one does, the flush raises
 transaction, so nothing is written. The session's own locks never block it,
 and the check needs no round trip of its own.
 
-How locks are checked: the flush *tries* each written record's advisory lock
-(``pg_try_advisory_xact_lock``, which never waits). It fails exactly when
-another transaction holds that lock, shared or exclusive. Writers of one record
-never trip over each other here: their UPDATEs already queued on the row lock,
-which, like the advisory lock, is held until commit. Once taken, the lock makes
-a later ``lock()`` of the record wait until this write commits, so the waiter
-refreshes to the committed data. To bound the lock table, a transaction takes
-at most ``TRY_LOCK_LIMIT`` such locks; past that, and for larger flushes, the
-check reads ``pg_lock_status()`` instead, which takes no lock.
+How locks are checked: a writer takes no advisory lock that outlives the
+check, so plain writers never mistake each other (committing, rolling back, or
+finishing a moment before their locks are released) for ``lock()`` holders.
+For each written record the statement *probes* two advisory keys with
+session-level try-locks that it releases in the same expression:
 
-With ``CHRONONAUT_LOCK_WAIT`` > 0, the flush instead takes the records'
-advisory locks before writing, waiting up to that long for their holders to
-commit, and holds them until it commits.
+- the record's key, in shared mode: the probe fails exactly when another
+  transaction holds it exclusively (``lock()``) or waits to (a ``lock()`` caller
+  queued behind a holder). Shared probes never conflict with each other.
+- the record's shared-holders key (:func:`~chrononaut.locking.advisory.holders_key`),
+  exclusively: it fails while a ``lock(shared=True)`` holder holds it in shared
+  mode, or while another writer probes it at the same instant; only then is
+  the lock table read, and only a granted shared lock of another backend
+  refuses the write.
+
+The other half of the protocol is in ``lock()``: it takes the record's key,
+then waits for any writer already past this check (an uncommitted UPDATE of the
+row) before refreshing, so a lock holder always reads committed data.
+
+With ``CHRONONAUT_LOCK_WAIT`` > 0, the flush first waits, up to that long, until
+no ``lock()`` holds the records it writes (taking and at once releasing their
+keys in a savepoint), then writes and checks as above.
 """
 
 from __future__ import annotations
@@ -32,28 +41,27 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper, Session
 
+from .. import flush_writes
 from ..exceptions import RecordLockedError
 from ..settings import settings_for
 from . import advisory, keys, leases
 
-#: Guard locks one transaction may take before the guard switches to reading the lock table.
-TRY_LOCK_LIMIT = 256
-_TAKEN_KEY = "chrononaut_guard_locks"
-
-_TRY_LOCKS_SQL = (
-    "SELECT 'lock' AS kind, k AS lock_key, NULL::text AS name, NULL::text AS record_key, "
+# Each CASE takes a session-level lock only to release it at once, so nothing outlives
+# the statement (PgBouncer-safe); CASE fixes the order of the two calls.
+_PROBE_LOCKS_SQL = (
+    "SELECT 'lock' AS kind, k.lock_key, NULL::text AS name, NULL::text AS record_key, "
     "NULL::text AS owner, NULL::timestamptz AS expires_at "
-    "FROM unnest(CAST(:chrononaut_lock_keys AS bigint[])) AS k "
-    "WHERE NOT pg_try_advisory_xact_lock(k)"
-)
-_LOCKS_SQL = (
-    "SELECT 'lock' AS kind, ((l.classid::bigint << 32) | l.objid::bigint) AS lock_key, "
-    "NULL::text AS name, NULL::text AS record_key, NULL::text AS owner, "
-    "NULL::timestamptz AS expires_at "
-    "FROM pg_lock_status() AS l "
-    "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted "
-    "AND l.database = :chrononaut_database AND l.pid <> pg_backend_pid() "
-    "AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY(:chrononaut_lock_keys)"
+    "FROM unnest(CAST(:chrononaut_lock_keys AS bigint[]), "
+    "CAST(:chrononaut_holder_keys AS bigint[])) AS k(lock_key, holder_key) "
+    "WHERE CASE WHEN pg_try_advisory_lock_shared(k.lock_key) "
+    "THEN NOT pg_advisory_unlock_shared(k.lock_key) ELSE true END "
+    "OR CASE WHEN pg_try_advisory_lock(k.holder_key) "
+    "THEN NOT pg_advisory_unlock(k.holder_key) "
+    "ELSE EXISTS (SELECT 1 FROM pg_lock_status() AS l "
+    "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.mode = 'ShareLock' "
+    "AND l.pid <> pg_backend_pid() "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND ((l.classid::bigint << 32) | l.objid::bigint) = k.holder_key) END"
 )
 _LEASES_SQL = (
     "SELECT 'lease', NULL::bigint, table_name, record_key, owner, expires_at "
@@ -74,7 +82,7 @@ _COLUMNS = (
 class Target:
     """A versioned record a flush writes, with its lock and lease keys."""
 
-    __slots__ = ("identity", "key", "mapper", "record_key", "table")
+    __slots__ = ("holder_key", "identity", "key", "mapper", "record_key", "table")
 
     def __init__(self, obj: Any) -> None:
         state = sa.inspect(obj)
@@ -83,6 +91,7 @@ class Target:
         self.table = state.mapper.base_mapper.local_table.fullname
         self.record_key = keys.record_key(self.identity)
         self.key = keys.advisory_key(self.table, self.identity)
+        self.holder_key = advisory.holders_key(self.table, self.identity)
 
     @property
     def described(self) -> str:
@@ -93,29 +102,6 @@ class Target:
 def _query(sql: str) -> Any:
     """The parsed query for ``sql`` (parsing text costs more than binding it)."""
     return sa.text(sql).columns(*_COLUMNS)
-
-
-def _database_oid(connection: sa.Connection) -> int:
-    """This connection's database oid, asked once per DBAPI connection."""
-    oid: Any = connection.info.get("chrononaut_database_oid")
-    if oid is None:
-        oid = connection.exec_driver_sql(
-            "SELECT oid FROM pg_database WHERE datname = current_database()"
-        ).scalar()
-        connection.info["chrononaut_database_oid"] = oid
-    return int(oid)
-
-
-def _take_try_locks(session: Session, count: int) -> bool:
-    """Whether this flush may try ``count`` more locks in the session's transaction."""
-    transaction = session.get_transaction()
-    owner, taken = session.info.get(_TAKEN_KEY, (None, 0))
-    if owner is not transaction:
-        taken = 0
-    if taken + count > TRY_LOCK_LIMIT:
-        return False
-    session.info[_TAKEN_KEY] = (transaction, taken + count)
-    return True
 
 
 def _refuse(rows: list[Any], targets: list[Target]) -> None:
@@ -159,7 +145,6 @@ def _queries(
 
     The query objects are constants, so SQLAlchemy compiles each once.
     """
-    lock_wait = settings_for(session).lock_wait
     actor = leases.acting_owner(session)
     groups: dict[sa.Table, list[Target]] = defaultdict(list)
     for target in targets:
@@ -171,16 +156,11 @@ def _queries(
             "chrononaut_keys": sorted({t.record_key for t in group}),
             "chrononaut_actor": actor,
         }
-        sql = _LEASES_SQL
-        if lock_wait == 0:
-            lock_keys = sorted({t.key for t in group})
-            params["chrononaut_lock_keys"] = lock_keys
-            if _take_try_locks(session, len(lock_keys)):
-                sql = f"{_TRY_LOCKS_SQL} UNION ALL {sql}"
-            else:
-                connection = session.connection(bind_arguments={"mapper": group[0].mapper})
-                params["chrononaut_database"] = _database_oid(connection)
-                sql = f"{_LOCKS_SQL} UNION ALL {sql}"
+        held = advisory.held_keys(session)
+        unique = {t.key: t for t in group if t.key not in held}
+        params["chrononaut_lock_keys"] = list(unique)
+        params["chrononaut_holder_keys"] = [t.holder_key for t in unique.values()]
+        sql = f"{_PROBE_LOCKS_SQL} UNION ALL {_LEASES_SQL}"
         out.append((group[0].mapper, _query(sql), params))
     return out
 
@@ -196,25 +176,17 @@ GUARD = FlushGuard()
 
 
 def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
-    """With ``lock_wait`` > 0: take the written records' locks, waiting for their holders."""
+    """With ``lock_wait`` > 0: wait until no ``lock()`` holds a record this flush writes."""
     lock_wait = settings_for(session).lock_wait
     if lock_wait == 0:
         return
-    targets = [Target(obj) for obj in _writes(session)]
+    targets = [Target(obj) for obj in flush_writes.of_flush(session, flush_context).guarded]
     if not targets:
         return
-    described = {t.key: t.described for t in targets}
+    held = advisory.held_keys(session)
+    described = {t.key: t.described for t in targets if t.key not in held}
+    holders = {t.holder_key: t.described for t in targets if t.key not in held}
+    if not described:
+        return
     connection = session.connection(bind_arguments={"mapper": targets[0].mapper})
-    advisory.acquire(connection, list(described), described, timeout=lock_wait)
-
-
-def _writes(session: Session) -> list[Any]:
-    """Versioned persistent objects this flush will UPDATE or DELETE."""
-    out = [
-        obj
-        for obj in session.dirty
-        if getattr(type(obj), "__chrononaut__", None) is not None
-        and session.is_modified(obj, include_collections=False)
-    ]
-    out += [obj for obj in session.deleted if getattr(type(obj), "__chrononaut__", None)]
-    return out
+    advisory.wait_for_holders(connection, described, holders, timeout=lock_wait)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from .. import _events
-from ..versioning.recorder import GUARD_INFO_KEY
+from ..flush_writes import GUARD_INFO_KEY
 from . import guard, leases
 
 _EVENTS = (

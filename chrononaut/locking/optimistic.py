@@ -114,8 +114,9 @@ def changes_since(
         change_info = row.change_info or {}
         newer = rows[index + 1] if index + 1 < len(rows) else current
         deleted = bool(change_info.get("deleted"))
-        hidden = list(change_info.get("hidden_cols_changed", []))
-        columns = () if deleted or newer is None else _columns_between(info, row, newer, hidden)
+        named = list(change_info.get("hidden_cols_changed", []))
+        named += sorted(change_info.get("relationships", {}))
+        columns = () if deleted or newer is None else _columns_between(info, row, newer, named)
         changes.append(
             Change(
                 version=row.version + 1,
@@ -202,10 +203,14 @@ def apply_changes(obj: Any, changes: dict[str, Any], base_version: int) -> None:
     """
     cls = type(obj)
     mapper = sa.inspect(cls)
-    unknown = [k for k in changes if k not in mapper.column_attrs or k == "version"]
+    editable = {p.key for p in mapper.column_attrs} | {
+        r.key for r in mapper.relationships if not r.viewonly
+    }
+    unknown = [k for k in changes if k not in editable or k == "version"]
     if unknown:
         raise ValueError(
-            f"apply_changes() got {unknown!r}, which are not editable columns of {cls.__name__}"
+            f"apply_changes() got {unknown!r}, which are not editable columns or "
+            f"relationships of {cls.__name__}"
         )
     if not isinstance(base_version, int) or base_version < 0:
         raise TypeError(f"base_version must be a version number, got {base_version!r}")

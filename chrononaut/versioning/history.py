@@ -57,6 +57,8 @@ class VersioningInfo:
     untracked: frozenset[str]
     pk_keys: tuple[str, ...]
     primary_key_nonunique: bool
+    #: relationship keys listed in ``__chrononaut_untracked__``: their changes are not versioned
+    untracked_relationships: frozenset[str] = frozenset()
     #: per history table: (history column name, model attribute key or meta name)
     insert_columns: dict[sa.Table, list[tuple[str, str]]] = field(default_factory=dict)
 
@@ -147,11 +149,23 @@ def _column_attrs(mapper: Mapper[Any]) -> dict[str, sa.Column[Any]]:
     return out
 
 
-def _resolve_names(cls: type[Any], name: str, columns: dict[str, sa.Column[Any]]) -> set[str]:
+def _relationship_keys(mapper: Mapper[Any]) -> set[str]:
+    return {k for k, p in mapper._props.items() if isinstance(p, sa.orm.RelationshipProperty)}
+
+
+def _resolve_names(
+    cls: type[Any],
+    name: str,
+    columns: dict[str, sa.Column[Any]],
+    relationships: set[str] | None = None,
+) -> set[str]:
+    """Attribute keys named by option ``name``; relationship keys too when given."""
     by_column_name = {c.name: key for key, c in columns.items()}
     keys = set()
     for entry in _option(cls, name):
         key = entry if entry in columns else by_column_name.get(entry)
+        if key is None and relationships is not None and entry in relationships:
+            key = entry
         if key is None:
             raise ConfigurationError(
                 f"{cls.__name__}.{name} names {entry!r}, which is not a column of "
@@ -222,11 +236,15 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
     )
     columns = _column_attrs(mapper)
     hidden = _resolve_names(cls, "__chrononaut_hidden__", columns)
-    untracked = _resolve_names(cls, "__chrononaut_untracked__", columns)
+    relationships = _relationship_keys(mapper)
+    untracked = _resolve_names(cls, "__chrononaut_untracked__", columns, relationships)
+    untracked_relationships = untracked & relationships
+    untracked -= relationships
     disabled = _resolve_names(cls, _INDEX_OPTION, columns)
     if parent_info is not None:  # a subclass's own lists add to its parent's
         hidden |= parent_info.hidden
         untracked |= parent_info.untracked
+        untracked_relationships |= parent_info.untracked_relationships
     # Columns of RecordChanges live in the history table's own meta columns.
     untracked |= {k for k, c in columns.items() if c.info.get(INFO_KEY) == "record_changes"}
     pk_keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
@@ -268,6 +286,7 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
         untracked=frozenset(untracked),
         pk_keys=pk_keys,
         primary_key_nonunique=bool(getattr(cls, "__chrononaut_primary_key_nonunique__", False)),
+        untracked_relationships=frozenset(untracked_relationships),
     )
     info.insert_columns = _insert_columns(history_mapper, tables, set(tracked))
     return info

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import NO_VALUE
 
-from .. import context
+from .. import context, flush_writes
 from ..exceptions import ChrononautException
+from ..flush_writes import GUARD_INFO_KEY, RecordWrite
 from ..locking import optimistic
 from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
@@ -28,10 +29,6 @@ from .record_changes import RecordChanges
 #: Key in ``Session.info`` of what the current flush will write.
 PENDING_ROWS_KEY = "chrononaut_pending_history"
 
-#: Key in ``Session.info`` of a guard checking the flush's writes (set by the locking
-#: listeners): ``guard.prepare(session, objects)`` gives ``.queries`` and ``.verdict(rows)``.
-GUARD_INFO_KEY = "chrononaut_flush_guard"
-
 
 class _Plan:
     """What a flush writes: history rows, the versioned objects written, their versions."""
@@ -40,6 +37,8 @@ class _Plan:
         self.rows = _Rows()
         self.written: list[Any] = []
         self.expected: list[tuple[type[Any], tuple[Any, ...], int]] = []
+        #: (change_info to complete, collections) once the flush has given keys to new members
+        self.collections: list[tuple[dict[str, Any], dict[str, tuple[list[Any], list[Any]]]]] = []
 
     def write(self, obj: Any, state: Any, version: int) -> None:
         self.written.append(obj)
@@ -123,41 +122,27 @@ def _is_versioned(obj: Any) -> bool:
     return getattr(type(obj), "__chrononaut__", None) is not None
 
 
-def _changed_keys(state: Any, info: VersioningInfo, mapper: Any) -> tuple[set[str], set[str]]:
-    """(tracked keys, hidden keys) whose value changed since the object was loaded."""
-    committed = state.committed_state
-    tracked: set[str] = set()
-    hidden: set[str] = set()
-    for key in committed:
-        in_tracked = key in info.tracked
-        if not in_tracked and key not in info.hidden:
-            continue
-        old = committed[key]
-        new = state.dict.get(key, NO_VALUE)
-        if old is not NO_VALUE and state.manager[key].impl.is_equal(new, old):
-            continue
-        (tracked if in_tracked else hidden).add(key)
-    # A many-to-one relationship change updates its foreign key during the
-    # flush; record the foreign key's prior value now.
-    for prop in mapper.relationships:
-        if prop.key in committed and prop.direction.name == "MANYTOONE":
-            for column in prop.local_columns:
-                key = mapper.get_property_by_column(column).key
-                if key in info.tracked:
-                    tracked.add(key)
-    return tracked, hidden
+def _identity_json(obj: Any) -> list[Any]:
+    """``obj``'s primary key as a JSON list: ``[3]``, ``["eu", 7]``."""
+    state = sa.inspect(obj)
+    identity = state.identity
+    if identity is None:
+        identity = state.mapper.primary_key_from_instance(obj)
+    return [
+        v if v is None or isinstance(v, bool | int | float | str) else str(v) for v in identity
+    ]
 
 
-def _changed_untracked(state: Any, info: VersioningInfo) -> list[str]:
-    committed = state.committed_state
-    changed = []
-    for key in info.untracked:
-        if key not in committed:
-            continue
-        old, new = committed[key], state.dict.get(key, NO_VALUE)
-        if old is NO_VALUE or not state.manager[key].impl.is_equal(new, old):
-            changed.append(key)
-    return changed
+def _describe_collections(
+    collections: dict[str, tuple[list[Any], list[Any]]],
+) -> dict[str, dict[str, list[list[Any]]]]:
+    return {
+        key: {
+            "added": [_identity_json(o) for o in added],
+            "removed": [_identity_json(o) for o in removed],
+        }
+        for key, (added, removed) in sorted(collections.items())
+    }
 
 
 def _consume_pending(state: Any) -> None:
@@ -204,24 +189,20 @@ class _FlushRecorder:
                 "change in rationale(...) or extra_change_info(...)."
             )
 
-    def record_update(self, obj: Any) -> None:
+    def record_update(self, write: RecordWrite) -> None:
+        obj = write.obj
         state = sa.inspect(obj)
         info = type(obj).__chrononaut__
-        mapper = state.mapper
-        tracked, hidden = _changed_keys(state, info, mapper)
-        if not tracked and not hidden:
-            untracked = _changed_untracked(state, info)
-            if untracked:  # outside concurrency control: no version, no guard
-                optimistic.write_untracked_only(self.session, obj, untracked)
-            return
         self.require_extra(obj, state)
         version = _committed_version(obj, state)
         self.plan.write(obj, state, version)
         values = _prior_values(obj, state, info)
         values["version"] = version
         values["changed"] = self.now
-        values["change_info"] = self.builder.build(obj, state, hidden_changed=sorted(hidden))
-        self.rows.add(info, mapper, values)
+        values["change_info"] = self.builder.build(obj, state, hidden_changed=sorted(write.hidden))
+        if write.collections:
+            self.plan.collections.append((values["change_info"], write.collections))
+        self.rows.add(info, state.mapper, values)
         _consume_pending(state)
         obj.version = version + 1
 
@@ -261,16 +242,11 @@ class _FlushRecorder:
                 if pk in last:
                     obj.version = last[pk] + 1
 
-    def record_unversioned_writes(self) -> None:
+    def record_unversioned_writes(self, writes: flush_writes.FlushWrites) -> None:
         """Under suppression: note the versioned records written, for the guard."""
-        for obj in self.session.dirty:
-            if _is_versioned(obj) and self.session.is_modified(obj, include_collections=False):
-                state = sa.inspect(obj)
-                self.plan.write(obj, state, _committed_version(obj, state))
-        for obj in self.session.deleted:
-            if _is_versioned(obj):
-                state = sa.inspect(obj)
-                self.plan.write(obj, state, _committed_version(obj, state))
+        for obj in writes.guarded:
+            state = sa.inspect(obj)
+            self.plan.write(obj, state, _committed_version(obj, state))
 
     def stamp(self, obj: RecordChanges) -> None:
         obj.change_info = self.builder.build(obj if _is_versioned(obj) else None, sa.inspect(obj))
@@ -297,28 +273,35 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     token = activate(recorder.settings)
     try:
         suppressed = context.versioning_suppressed()
+        writes = flush_writes.of_flush(session, flush_context)
         new = [o for o in session.new if _is_versioned(o)]
         for obj in session.new:
             if isinstance(obj, RecordChanges):
                 recorder.stamp(obj)
         if suppressed:
-            recorder.record_unversioned_writes()
+            recorder.record_unversioned_writes(writes)
             _store(session, recorder.plan)
             return
         nonunique = [o for o in new if type(o).__chrononaut__.primary_key_nonunique]
         if nonunique:
             recorder.continue_numbering(nonunique)
+        for write in writes.untracked_only:  # outside concurrency control: no version, no guard
+            optimistic.write_untracked_only(session, write.obj, write.untracked)
+        for write in writes.changes:
+            recorder.record_update(write)
+            if isinstance(write.obj, RecordChanges):
+                recorder.stamp(write.obj)
+        changed = {id(w.obj) for w in writes.changes}
         for obj in session.dirty:
-            if _is_versioned(obj):
-                before = obj.version
-                recorder.record_update(obj)
-                if isinstance(obj, RecordChanges) and getattr(obj, "version", None) != before:
-                    recorder.stamp(obj)
-            elif isinstance(obj, RecordChanges) and session.is_modified(obj):
+            if (
+                isinstance(obj, RecordChanges)
+                and id(obj) not in changed
+                and not _is_versioned(obj)
+                and session.is_modified(obj)
+            ):
                 recorder.stamp(obj)
-        for obj in session.deleted:
-            if _is_versioned(obj):
-                recorder.record_delete(obj)
+        for obj in writes.deletes:
+            recorder.record_delete(obj)
         _store(session, recorder.plan)
     finally:
         deactivate(token)
@@ -335,9 +318,12 @@ def after_flush(session: Session, flush_context: Any) -> None:
 
     The guard's query rides in the same statement as the history INSERT.
     """
+    flush_writes.forget(session)
     plan: _Plan | None = session.info.pop(PENDING_ROWS_KEY, None)
     if plan is None:
         return
+    for change_info, collections in plan.collections:
+        change_info["relationships"] = _describe_collections(collections)
     guard = session.info.get(GUARD_INFO_KEY)
     if guard is None or not plan.written:
         plan.rows.insert(session)
@@ -352,3 +338,4 @@ def after_flush(session: Session, flush_context: Any) -> None:
 
 def after_soft_rollback(session: Session, previous_transaction: Any) -> None:
     session.info.pop(PENDING_ROWS_KEY, None)
+    flush_writes.forget(session)

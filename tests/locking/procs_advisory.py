@@ -83,7 +83,9 @@ def lock_rows(bind: sa.Engine | sa.Connection, key: int) -> list[tuple[int, str,
     classid, objid = keys.split_key(key)
     sql = sa.text(
         "SELECT pid, mode, granted FROM pg_locks WHERE locktype = 'advisory' "
-        "AND classid::bigint = :c AND objid::bigint = :o AND objsubid = 1 ORDER BY pid"
+        "AND classid::bigint = :c AND objid::bigint = :o AND objsubid = 1 "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "ORDER BY pid"
     )
     if isinstance(bind, sa.Engine):
         with bind.connect() as connection:

@@ -125,8 +125,12 @@ def increment_plainly(
     _report(results, worker, body)
 
 
-def run_workers(target: Callable[..., Any], url: str, n: int, *args: Any) -> dict[str, Any]:
+def run_workers(
+    target: Callable[..., Any], url: str, n: int, *args: Any, wait: float = PARENT_WAIT
+) -> dict[str, Any]:
     """Run ``target(url, "worker-<i>", *args, barrier, results)`` in ``n`` processes.
+
+    ``wait`` bounds the wait for each worker's report and exit.
 
     Returns each worker's payload; raises AssertionError with the child's
     traceback if one failed. Children are always joined or terminated.
@@ -142,13 +146,13 @@ def run_workers(target: Callable[..., Any], url: str, n: int, *args: Any) -> dic
             process.start()
         payloads, errors = {}, []
         for _ in processes:
-            worker, status, payload = results.get(timeout=PARENT_WAIT)
+            worker, status, payload = results.get(timeout=wait)
             if status == "ok":
                 payloads[worker] = payload
             else:
                 errors.append(f"{worker}:\n{payload}")
         for process in processes:
-            process.join(timeout=PARENT_WAIT)
+            process.join(timeout=wait)
         assert not errors, "\n".join(errors)
         assert [p.exitcode for p in processes] == [0] * n
         return payloads
@@ -157,3 +161,41 @@ def run_workers(target: Callable[..., Any], url: str, n: int, *args: Any) -> dic
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=5)
+
+
+def increment_or_abandon(
+    url: str, worker: str, increments: int, abandon_every: int, barrier: Any, results: Any
+):
+    """Plain read-modify-write with no lock; every ``abandon_every``-th attempt flushes and
+    then rolls back instead of committing. Counts commits, conflicts and lock refusals."""
+
+    def body() -> dict[str, Any]:
+        engine, factory = _factory(url)
+        counts = {"commits": 0, "conflicts": 0, "abandoned": 0, "refusals": []}
+        try:
+            with factory() as session:
+                barrier.wait(CHILD_WAIT)
+                for attempt in range(1, increments + 1):
+                    counter = session.get(OptCounter, 1)
+                    counter.value += 1
+                    try:
+                        with acting_as(worker):
+                            if abandon_every and attempt % abandon_every == 0:
+                                session.flush()
+                                session.rollback()
+                                counts["abandoned"] += 1
+                                continue
+                            session.commit()
+                    except ConflictError:
+                        session.rollback()
+                        counts["conflicts"] += 1
+                    except chrononaut.RecordLockedError as error:
+                        session.rollback()
+                        counts["refusals"].append(str(error))
+                    else:
+                        counts["commits"] += 1
+        finally:
+            engine.dispose()
+        return counts
+
+    _report(results, worker, body)

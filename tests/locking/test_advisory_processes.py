@@ -212,6 +212,58 @@ def test_several_records_are_locked_in_key_order_whatever_the_argument_order(url
             assert result.get(timeout=WAIT) == {"event": "acquired"}
 
 
+def _waits_for_a_lock(engine, pid):
+    with engine.connect() as connection:
+        return connection.execute(
+            sa.text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = :p AND NOT granted)"),
+            {"p": pid},
+        ).scalar()
+
+
+@pytest.mark.parametrize("target", [1, 302], ids=["first-written", "302nd-written"])
+def test_lock_waits_for_a_write_another_transaction_has_not_committed(
+    session_factory, url, engine_, target
+):
+    # However many records the writer's transaction has written, a lock() of one
+    # of them waits for that write and then reads it: the holder's own change
+    # never fails on a write that was already in flight.
+    with session_factory() as writer:
+        writer.add_all(Counter(id=i, value=0) for i in range(3, 303))
+        writer.commit()
+        for counter in writer.scalars(sa.select(Counter)):
+            counter.value = 41
+        writer.flush()  # 302 uncommitted writes
+        result = CTX.Queue()
+        with children((try_lock, (url, "Counter", target, False, None, False, result))):
+            pid = result.get(timeout=WAIT)["pid"]
+            wait_until(lambda: _waits_for_a_lock(engine_, pid), "lock() to wait for the write")
+            writer.commit()
+            report = result.get(timeout=WAIT)
+    assert (report["event"], report["seen"]) == ("acquired", 41)
+
+
+@pytest.mark.parametrize("how", ["nowait", "timeout"])
+def test_lock_of_a_record_with_an_uncommitted_write_refuses_without_waiting_long(
+    session_factory, url, engine_, how
+):
+    with session_factory() as writer:
+        writer.get(Counter, 1).value = 41
+        writer.flush()
+        result = CTX.Queue()
+        nowait, timeout = (True, None) if how == "nowait" else (False, 0.3)
+        with children((try_lock, (url, "Counter", 1, nowait, timeout, False, result))):
+            result.get(timeout=WAIT)  # asking
+            report = result.get(timeout=WAIT)
+        writer.rollback()
+    expected = "RecordLockedError" if how == "nowait" else "LockTimeoutError"
+    assert (report["event"], report["type"], report["record"]) == (
+        "error",
+        expected,
+        "Counter(id=1)",
+    )
+    assert lock_rows(engine_, key_of(Counter(id=1))) == []
+
+
 def test_opposite_nested_locks_surface_as_deadlock_error(url, engine_):
     barrier, results = CTX.Barrier(2), CTX.Queue()
     specs = [

@@ -6,6 +6,7 @@ engine and session from the database URL.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pytest
@@ -96,3 +97,36 @@ def test_plain_read_modify_write_free_running_never_loses_an_update_silently(cou
             assert [v for v, _, _ in conflict["changes"]] == list(
                 range(conflict["expected"] + 1, conflict["current"] + 1)
             )
+
+
+#: Multiplies the contended attempts of the stress tests (CHRONONAUT_STRESS=10 for 10x).
+STRESS = int(os.environ.get("CHRONONAUT_STRESS", "1"))
+
+
+@pytest.mark.parametrize("abandon_every", [0, 3], ids=["committing", "some-rolling-back"])
+def test_plain_writers_are_never_refused_as_locked_by_each_other(
+    counter_url, engine, abandon_every
+):
+    # Plain writers (no lock(), no lease) of one record, some of them flushing and
+    # then rolling back: a writer may lose to another (ConflictError), but must
+    # never be told the record is locked.
+    increments = 150 * STRESS
+    payloads = procs.run_workers(
+        procs.increment_or_abandon,
+        counter_url,
+        N,
+        increments,
+        abandon_every,
+        wait=procs.PARENT_WAIT * 4 * STRESS,
+    )
+
+    refusals = [r for p in payloads.values() for r in p["refusals"]]
+    assert refusals == []
+    commits = sum(p["commits"] for p in payloads.values())
+    conflicts = sum(p["conflicts"] for p in payloads.values())
+    abandoned = sum(p["abandoned"] for p in payloads.values())
+    assert commits + conflicts + abandoned == N * increments
+    current, history = final_state(engine)
+    assert current == (commits, commits)
+    assert [version for version, _, _ in history] == list(range(commits))  # gapless
+    assert [value for _, value, _ in history] == list(range(commits))

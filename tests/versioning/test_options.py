@@ -327,29 +327,3 @@ def test_classic_many_to_one_change_writes_history_with_old_foreign_key(db):
     db.session.commit()
 
     assert [(h.version, h.team_id) for h in history_of(db.session, Player)] == [(0, 1)]
-
-
-def test_one_to_many_collection_change_writes_no_parent_history(Base, engine, session):
-    class Album(Base, Versioned):
-        __tablename__ = "album"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        title: Mapped[str]
-        tracks: Mapped[list[Track]] = relationship(back_populates="album")
-
-    class Track(Base, Versioned):
-        __tablename__ = "track"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        album_id: Mapped[int | None] = mapped_column(sa.ForeignKey("album.id"))
-        album: Mapped[Album | None] = relationship(back_populates="tracks")
-
-    Base.metadata.create_all(engine)
-    album = Album(id=1, title="Blue", tracks=[Track(id=1)])
-    session.add(album)
-    session.commit()
-
-    album.tracks.append(Track(id=2))
-    session.commit()
-
-    assert album.version == 0
-    assert history_of(session, Album) == []
-    assert history_of(session, Track) == []

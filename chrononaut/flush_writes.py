@@ -1,0 +1,148 @@
+"""What a flush writes: the one definition the recorder, the version counter and the guard read.
+
+Before a flush, every versioned record the session will write falls in exactly
+one of three groups, worked out once per flush by :func:`of_flush`:
+
+- ``changes``: persistent records whose tracked or hidden columns, tracked
+  many-to-one references or tracked collections change. Their UPDATE is
+  conditioned on the loaded ``version`` and bumps it, a history row records
+  the prior values, and the lock guard checks them.
+- ``untracked_only``: persistent records whose only changes are untracked
+  columns (or untracked relationships). They are written by primary key alone,
+  outside the version counter, history and the guard.
+- ``deletes``: records the flush deletes: conditioned on ``version``, a
+  deletion row in history, checked by the guard.
+
+The recorder writes history from these groups and the guard checks exactly
+``changes`` and ``deletes`` (:attr:`FlushWrites.guarded`), so the two cannot
+disagree about what a flush writes. ``GUARD_INFO_KEY`` is the other half of
+that seam: where the locking listeners put the guard that the recorder runs
+inside its history INSERT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import NO_VALUE, PASSIVE_NO_INITIALIZE, get_history
+
+#: Key in ``Session.info`` of a guard checking the flush's writes (set by the locking
+#: listeners): ``guard.prepare(session, objects)`` gives ``.queries`` and ``.verdict(rows)``.
+GUARD_INFO_KEY = "chrononaut_flush_guard"
+
+_CACHE_KEY = "chrononaut_flush_writes"
+
+
+@dataclass
+class RecordWrite:
+    """One versioned record's changes in a flush."""
+
+    obj: Any
+    #: tracked attribute keys whose value changes (foreign keys of changed references too)
+    tracked: set[str] = field(default_factory=set)
+    #: hidden attribute keys whose value changes
+    hidden: set[str] = field(default_factory=set)
+    #: untracked attribute keys whose value changes
+    untracked: list[str] = field(default_factory=list)
+    #: tracked collection key -> (objects added, objects removed)
+    collections: dict[str, tuple[list[Any], list[Any]]] = field(default_factory=dict)
+
+    @property
+    def is_versioned_change(self) -> bool:
+        return bool(self.tracked or self.hidden or self.collections)
+
+
+@dataclass
+class FlushWrites:
+    """The versioned records one flush writes, in three groups (see the module doc)."""
+
+    changes: list[RecordWrite] = field(default_factory=list)
+    untracked_only: list[RecordWrite] = field(default_factory=list)
+    deletes: list[Any] = field(default_factory=list)
+
+    @property
+    def guarded(self) -> list[Any]:
+        """The records the lock guard checks: versioned changes and deletes."""
+        return [w.obj for w in self.changes] + self.deletes
+
+
+def is_versioned(obj: Any) -> bool:
+    return getattr(type(obj), "__chrononaut__", None) is not None
+
+
+def _same_objects(added: Any, deleted: Any) -> bool:
+    return len(added) == len(deleted) and all(a is d for a, d in zip(added, deleted, strict=True))
+
+
+def examine(obj: Any) -> RecordWrite:
+    """What a flush would write for the persistent versioned ``obj``."""
+    state = sa.inspect(obj)
+    info = type(obj).__chrononaut__
+    mapper = state.mapper
+    write = RecordWrite(obj)
+    committed = state.committed_state
+    for key in committed:
+        if key in info.tracked:
+            group: Any = write.tracked
+        elif key in info.hidden:
+            group = write.hidden
+        elif key in info.untracked:
+            group = None
+        else:
+            continue
+        old = committed[key]
+        new = state.dict.get(key, NO_VALUE)
+        if old is not NO_VALUE and state.manager[key].impl.is_equal(new, old):
+            continue
+        if group is None:
+            write.untracked.append(key)
+        else:
+            group.add(key)
+    for prop in mapper.relationships:
+        if prop.key not in committed or prop.viewonly:
+            continue
+        history = get_history(obj, prop.key, passive=PASSIVE_NO_INITIALIZE)
+        if not history.added and not history.deleted:
+            continue
+        if prop.direction.name == "MANYTOONE":
+            # The flush updates the foreign key: record its prior value now, unless
+            # the reference was set to the object it already pointed at.
+            if _same_objects(history.added, history.deleted):
+                continue
+            for column in prop.local_columns:
+                key = mapper.get_property_by_column(column).key
+                if key in info.tracked:
+                    write.tracked.add(key)
+        elif prop.uselist and prop.key not in info.untracked_relationships:
+            added = [o for o in history.added if o is not None]
+            removed = [o for o in history.deleted if o is not None]
+            if added or removed:
+                write.collections[prop.key] = (added, removed)
+    return write
+
+
+def of_flush(session: Session, flush_context: Any) -> FlushWrites:
+    """The versioned writes of the flush ``flush_context``, worked out on first use."""
+    cached = session.info.get(_CACHE_KEY)
+    if cached is not None and cached[0] is flush_context:
+        return cached[1]
+    writes = FlushWrites()
+    for obj in session.dirty:
+        if not is_versioned(obj) or sa.inspect(obj).key is None:
+            continue
+        write = examine(obj)
+        if write.is_versioned_change:
+            writes.changes.append(write)
+        elif write.untracked:
+            writes.untracked_only.append(write)
+    writes.deletes = [obj for obj in session.deleted if is_versioned(obj)]
+    session.info[_CACHE_KEY] = (flush_context, writes)
+    return writes
+
+
+def forget(session: Session) -> None:
+    """Drop the cached writes once the flush that computed them is over."""
+    session.info.pop(_CACHE_KEY, None)
