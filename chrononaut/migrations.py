@@ -32,7 +32,8 @@ from alembic.autogenerate import comparators, renderers
 from alembic.operations import MigrateOperation, Operations
 
 from .exceptions import ConfigurationError
-from .versioning.database_guard import (
+from .versioning.database_guard import is_guarded
+from .versioning.database_guard_sql import (
     DELETE_TRIGGER,
     UPDATE_TRIGGER,
     GuardDDL,
@@ -41,7 +42,6 @@ from .versioning.database_guard import (
     function_names,
     function_sql,
     guard_ddl,
-    is_guarded,
     qualified,
 )
 from .versioning.history import versioned_class_of_table

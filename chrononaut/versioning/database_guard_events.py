@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from .. import context
-from .database_guard import SUPPRESS_SETTING, is_guarded
+from .database_guard import is_guarded
+from .database_guard_sql import SUPPRESS_SETTING
 from .history import versioned_class_of_table
 
 #: Key in ``Session.info``: the mappers whose connections carry the setting during a flush.

@@ -10,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import chrononaut
 from chrononaut import ConfigurationError, Versioned
-from chrononaut.versioning.database_guard import function_names, guard_ddl
+from chrononaut.versioning.database_guard_sql import function_names, guard_ddl
 
 
 def triggers(engine, table: str, schema: str = "public") -> set[str]:
