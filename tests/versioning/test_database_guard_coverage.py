@@ -94,3 +94,41 @@ def test_orm_delete_after_set_constraints_all_immediate_fails_instead_of_writing
 
     assert stored(engine) == ("draft", 0)
     assert history(engine) == []
+
+
+def test_raw_insert_reusing_a_deleted_key_collides_on_its_first_raw_update(engine, session, Doc):
+    add_doc(session, Doc)
+    raw(engine, "DELETE FROM doc WHERE id = 1")
+    raw(engine, "INSERT INTO doc (id, title) VALUES (1, 'again')")  # version 0 again
+
+    with pytest.raises(sa.exc.IntegrityError):
+        raw(engine, "UPDATE doc SET title = 'edited' WHERE id = 1")
+
+    assert stored(engine) == ("again", 0)
+
+
+def test_untracked_only_orm_write_with_a_tracked_onupdate_is_recorded_as_database(
+    Base, engine, session
+):
+    class Page(Base, Versioned):
+        __tablename__ = "page"
+        __chrononaut_database_guard__ = True
+        __chrononaut_untracked__ = ["views"]
+        id: Mapped[int] = mapped_column(primary_key=True)
+        views: Mapped[int] = mapped_column(default=0)
+        touched: Mapped[int] = mapped_column(default=0, onupdate=sa.text("page.touched + 1"))
+
+    Base.metadata.create_all(engine)
+    page = Page(id=1)
+    session.add(page)
+    session.commit()
+
+    page.views = 1
+    session.commit()
+
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT version, touched, change_info->>'source' FROM page_history"
+        ).all()
+    assert [tuple(r) for r in rows] == [(0, 0, "database")]
+    assert page.version == 1  # reloaded after the commit
