@@ -84,14 +84,18 @@ class Target:
 
     __slots__ = ("holder_key", "identity", "key", "mapper", "record_key", "table")
 
-    def __init__(self, obj: Any) -> None:
-        state = sa.inspect(obj)
-        self.mapper = state.mapper
-        self.identity = tuple(state.identity)
-        self.table = state.mapper.base_mapper.local_table.fullname
+    def __init__(self, mapper: Mapper[Any], identity: tuple[Any, ...]) -> None:
+        self.mapper = mapper
+        self.identity = identity
+        self.table = mapper.base_mapper.local_table.fullname
         self.record_key = keys.record_key(self.identity)
         self.key = keys.advisory_key(self.table, self.identity)
         self.holder_key = advisory.holders_key(self.table, self.identity)
+
+    @classmethod
+    def of(cls, obj: Any) -> Target:
+        state = sa.inspect(obj)
+        return cls(state.mapper, tuple(state.identity))
 
     @property
     def described(self) -> str:
@@ -128,14 +132,28 @@ def _refuse(rows: list[Any], targets: list[Target]) -> None:
 
 
 class GuardRun:
-    """The guard's queries for one flush's written records, and the judgement of their rows."""
+    """The guard's queries for some written records, and the judgement of their rows."""
 
-    def __init__(self, session: Session, objects: list[Any]) -> None:
-        self.targets = [Target(obj) for obj in objects]
+    def __init__(self, session: Session, targets: list[Target]) -> None:
+        self.session = session
+        self.targets = targets
         self.queries = _queries(session, self.targets)
+
+    def bound_query(self) -> Any:
+        """The (single) query with its parameters bound, to embed in another statement."""
+        [(_, query, params)] = self.queries
+        return query.bindparams(**params)
 
     def verdict(self, rows: list[Any]) -> None:
         _refuse(rows, self.targets)
+
+    def wait(self) -> bool:
+        """With ``lock_wait`` > 0, wait until no ``lock()`` holds the records; False if 0."""
+        lock_wait = settings_for(self.session).lock_wait
+        if lock_wait == 0:
+            return False
+        wait_for_locks(self.session, self.targets, lock_wait)
+        return True
 
 
 def _queries(
@@ -166,13 +184,31 @@ def _queries(
 
 
 class FlushGuard:
-    """What the versioning recorder calls to check a flush's writes (see module doc)."""
+    """What versioning calls to check the records it writes (see module doc)."""
 
     def prepare(self, session: Session, objects: list[Any]) -> GuardRun:
-        return GuardRun(session, objects)
+        """The guard for a flush writing ``objects``."""
+        return GuardRun(session, [Target.of(obj) for obj in objects])
+
+    def for_keys(
+        self, session: Session, mapper: Mapper[Any], identities: list[tuple[Any, ...]]
+    ) -> GuardRun:
+        """The guard for a bulk statement writing the records of ``mapper`` at ``identities``."""
+        return GuardRun(session, [Target(mapper, identity) for identity in identities])
 
 
 GUARD = FlushGuard()
+
+
+def wait_for_locks(session: Session, targets: list[Target], timeout: float) -> None:
+    """Wait up to ``timeout`` until no other transaction's ``lock()`` holds ``targets``."""
+    held = advisory.held_keys(session)
+    described = {t.key: t.described for t in targets if t.key not in held}
+    holders = {t.holder_key: t.described for t in targets if t.key not in held}
+    if not described:
+        return
+    connection = session.connection(bind_arguments={"mapper": targets[0].mapper})
+    advisory.wait_for_holders(connection, described, holders, timeout=timeout)
 
 
 def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
@@ -180,13 +216,6 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     lock_wait = settings_for(session).lock_wait
     if lock_wait == 0:
         return
-    targets = [Target(obj) for obj in flush_writes.of_flush(session, flush_context).guarded]
-    if not targets:
-        return
-    held = advisory.held_keys(session)
-    described = {t.key: t.described for t in targets if t.key not in held}
-    holders = {t.holder_key: t.described for t in targets if t.key not in held}
-    if not described:
-        return
-    connection = session.connection(bind_arguments={"mapper": targets[0].mapper})
-    advisory.wait_for_holders(connection, described, holders, timeout=lock_wait)
+    targets = [Target.of(obj) for obj in flush_writes.of_flush(session, flush_context).guarded]
+    if targets:
+        wait_for_locks(session, targets, lock_wait)

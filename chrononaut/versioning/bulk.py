@@ -1,16 +1,22 @@
 """History for bulk statements: ``update(Model)``, ``delete(Model)``, ``Query.update``.
 
-Before the statement runs, one round trip locks the rows it matches, copies
-their prior state to history and returns their keys:
+Before the statement runs, one round trip locks the rows it matches and
+returns their keys (``SELECT <pk> FROM t WHERE <criteria> FOR UPDATE``), and a
+second copies their prior state to history, unless the lock guard refuses one
+of them, in the same statement:
 
 .. code-block:: sql
 
-    WITH chrononaut_old AS (SELECT <tracked columns>, version FROM t
-                            WHERE <criteria> FOR UPDATE)
-    INSERT INTO t_history SELECT ... FROM chrononaut_old RETURNING <pk>
+    WITH chrononaut_refused AS (<the guard's probes and leases for those keys>),
+         chrononaut_copy AS (INSERT INTO t_history SELECT ... FROM t
+                             WHERE <pk> IN (<keys>)
+                             AND NOT EXISTS (SELECT 1 FROM chrononaut_refused))
+    SELECT * FROM chrononaut_refused
 
-The statement itself is then limited to those keys and bumps ``version``, so a
-row committed by someone else in between is never changed without history.
+A refused statement raises :class:`~chrononaut.RecordLockedError` having
+written nothing. The statement itself is then limited to those keys and bumps
+``version``, so a row committed by someone else in between is never changed
+without history.
 Core statements on a versioned model's table through the session are covered
 the same way; statements on history tables are refused.
 """
@@ -25,6 +31,7 @@ from sqlalchemy.orm import ORMExecuteState
 
 from .. import context
 from ..exceptions import ChrononautException
+from ..flush_writes import GUARD_INFO_KEY
 from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
 from .history import HistoryBase, VersioningInfo, is_history_table, versioned_class_of_table
@@ -142,6 +149,30 @@ def do_orm_execute(orm_state: ORMExecuteState) -> None:
         orm_state.update_execution_options(synchronize_session="fetch")
 
 
+def _pk_columns(cls: type[Any], info: VersioningInfo) -> list[Any]:
+    return [getattr(cls, key) for key in info.pk_keys]
+
+
+def _keyed(cls: type[Any], info: VersioningInfo, matched: list[tuple[Any, ...]]) -> Any:
+    """WHERE clause: the primary key is one of ``matched``."""
+    pk = _pk_columns(cls, info)
+    if len(pk) == 1:
+        return pk[0].in_([row[0] for row in matched])
+    return sa.tuple_(*pk).in_(matched)
+
+
+def _matched_keys(
+    session: Any, cls: type[Any], info: VersioningInfo, statement: Any, lock: bool
+) -> list[tuple[Any, ...]]:
+    """Primary keys of the rows ``statement`` matches (locked ``FOR UPDATE`` with ``lock``)."""
+    criteria = statement.whereclause if statement.whereclause is not None else sa.true()
+    query = sa.select(*_pk_columns(cls, info)).where(criteria)
+    if lock:
+        query = query.with_for_update(of=sa.inspect(cls).local_table)
+    connection = session.connection(bind_arguments={"mapper": sa.inspect(cls)})
+    return [tuple(row) for row in connection.execute(query)]
+
+
 def _copy_to_history(
     session: Any,
     cls: type[Any],
@@ -149,15 +180,17 @@ def _copy_to_history(
     statement: Any,
     change_info: dict[str, Any],
 ) -> list[tuple[Any, ...]]:
-    """Lock the matched rows, copy them to history; return their primary keys."""
-    sources = [*info.tracked, "version"]
-    criteria = statement.whereclause if statement.whereclause is not None else sa.true()
-    old = (
-        sa.select(*[getattr(cls, key).label(key) for key in sources])
-        .where(criteria)
-        .with_for_update(of=sa.inspect(cls).local_table)
-        .cte("chrononaut_old")
-    )
+    """Lock the matched rows, copy them to history (guarded); return their primary keys."""
+    mapper = sa.inspect(cls)
+    guard = session.info.get(GUARD_INFO_KEY)
+    if guard is not None and settings_for(session).lock_wait > 0:
+        # Wait (CHRONONAUT_LOCK_WAIT) for lock() holders before locking the rows.
+        unlocked = _matched_keys(session, cls, info, statement, lock=False)
+        if unlocked:
+            guard.for_keys(session, mapper, unlocked).wait()
+    matched = _matched_keys(session, cls, info, statement, lock=True)
+    if not matched:
+        return matched
     table = info.history_table
     pairs = info.insert_columns[table]
     now = utcnow()
@@ -168,21 +201,20 @@ def _copy_to_history(
         elif source == "change_info":
             select_list.append(sa.literal(change_info, JSONB))
         else:
-            select_list.append(old.c[source])
-    copy = (
-        table.insert()
-        .from_select([table.c[column_key] for column_key, _ in pairs], sa.select(*select_list))
-        .returning(*[table.c[key] for key in _history_pk_keys(info, pairs)])
-        .add_cte(old)
-    )
-    connection = session.connection(bind_arguments={"mapper": sa.inspect(cls)})
-    return [tuple(row) for row in connection.execute(copy)]
-
-
-def _history_pk_keys(info: VersioningInfo, pairs: list[tuple[str, str]]) -> list[str]:
-    """History column keys holding the model's primary key, in ``info.pk_keys`` order."""
-    by_source = {source: column_key for column_key, source in pairs}
-    return [by_source[key] for key in info.pk_keys]
+            select_list.append(getattr(cls, source))
+    rows = sa.select(*select_list).where(_keyed(cls, info, matched))
+    run = guard.for_keys(session, mapper, matched) if guard is not None else None
+    if run is not None:
+        refused = run.bound_query().cte("chrononaut_refused")
+        rows = rows.where(~sa.exists(sa.select(sa.literal(1)).select_from(refused)))
+    copy = table.insert().from_select([table.c[column_key] for column_key, _ in pairs], rows)
+    connection = session.connection(bind_arguments={"mapper": mapper})
+    if run is None:
+        connection.execute(copy)
+        return matched
+    found = connection.execute(sa.select(refused).add_cte(copy.cte("chrononaut_copy"))).all()
+    run.verdict(found)
+    return matched
 
 
 def _limit_and_bump(
@@ -193,11 +225,7 @@ def _limit_and_bump(
     matched: list[tuple[Any, ...]],
     change_info: dict[str, Any],
 ) -> Any:
-    pk = [getattr(cls, key) for key in info.pk_keys]
-    if len(pk) == 1:
-        limited = statement.where(pk[0].in_([row[0] for row in matched]))
-    else:
-        limited = statement.where(sa.tuple_(*pk).in_(matched))
+    limited = statement.where(_keyed(cls, info, matched))
     if orm_state.is_delete:
         return limited
     extra: dict[str, Any] = {"version": cls.version + 1}
