@@ -6,11 +6,14 @@ transaction: lock conflicts between them are real.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
-from chrononaut import RecordLockedError, Versioned, acting_as
+import chrononaut
+from chrononaut import LockTimeoutError, RecordLockedError, Settings, Versioned, acting_as
 
 
 @pytest.fixture
@@ -125,3 +128,31 @@ def test_untracked_only_writes_pass_the_guard(Base, engine, session_factory):
         f"Counter(id=1) is being edited by alice until "
         f"{leased.value.expires_at:%Y-%m-%d %H:%M:%S %Z}; not writing it."
     )
+
+
+def test_with_lock_wait_untracked_only_writes_neither_wait_nor_time_out(Base, engine):
+    class Counter(Base, Versioned):
+        __tablename__ = "counter"
+        __chrononaut_untracked__ = ["views"]
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str]
+        views: Mapped[int] = mapped_column(default=0)
+
+    Base.metadata.create_all(engine)
+    waiting = sessionmaker(engine)
+    chrononaut.listen(waiting, settings=Settings(lock_wait=2))
+    with waiting() as setup:
+        setup.add(Counter(id=1, title="t"))
+        setup.commit()
+    with waiting() as holder, waiting() as viewer, holder.get(Counter, 1).lock():
+        counter = viewer.get(Counter, 1)
+        counter.views = 1
+        started = time.monotonic()
+        viewer.commit()  # the guard never checks untracked-only writes
+        assert time.monotonic() - started < 1.5
+        counter.title = "tracked"
+        with pytest.raises(LockTimeoutError):  # a tracked change waits, then times out
+            viewer.commit()
+        viewer.rollback()
+    with waiting() as check:
+        assert (check.get(Counter, 1).views, check.get(Counter, 1).version) == (1, 0)
