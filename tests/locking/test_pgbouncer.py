@@ -14,17 +14,8 @@ on the same server, in this database or another, cannot change the outcome.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import psycopg2
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
@@ -34,10 +25,7 @@ from chrononaut import RecordLockedError
 from chrononaut.locking import keys
 
 from .procs_pgbouncer import Base, Ticket, hold_lock
-
-PGBOUNCER = shutil.which("pgbouncer") or (
-    "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
-)
+from .servers import pgbouncer, server_pids
 
 #: The advisory locks held in the current database by the backends in ``:pids``.
 ADVISORY_LOCKS = sa.text(
@@ -48,91 +36,11 @@ ADVISORY_LOCKS = sa.text(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _run_as(server_host: str) -> list[str]:
-    """PgBouncer refuses to run as root: the owner of the server's socket directory, or nobody."""
-    if os.geteuid() != 0:
-        return []
-    if server_host.startswith("/"):
-        owner = pwd.getpwuid(os.stat(server_host).st_uid).pw_name
-        if owner != "root":
-            return ["-u", owner]  # the embedded server's socket directory is its owner's only
-    return ["-u", "nobody"]
-
-
 @pytest.fixture
 def bouncer_url(clean_database: str) -> Iterator[str]:
     """A PgBouncer (transaction pooling, 2 server connections) in front of the test database."""
-    if PGBOUNCER is None:
-        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer); .ci/run installs it")
-    server = sa.engine.make_url(clean_database)
-    host = server.host or server.query.get("host")
-    if not isinstance(host, str):
-        pytest.skip(f"cannot tell PgBouncer where the server of {server!r} listens: name its host")
-    folder = Path(tempfile.mkdtemp(prefix="chrononaut-pgbouncer-"))
-    folder.chmod(0o755)
-    port = _free_port()
-    (folder / "users.txt").write_text(f'"{server.username}" ""\n')
-    (folder / "pgbouncer.ini").write_text(
-        f"""[databases]
-chrononaut = host={host} port={server.port or 5432} dbname={server.database} \
-user={server.username}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {port}
-unix_socket_dir =
-auth_type = trust
-auth_file = {folder}/users.txt
-admin_users = {server.username}
-pool_mode = transaction
-default_pool_size = 2
-max_client_conn = 20
-logfile = {folder}/pgbouncer.log
-ignore_startup_parameters = extra_float_digits
-"""
-    )
-    (folder / "pgbouncer.log").touch()
-    for path in folder.iterdir():
-        path.chmod(0o666)  # readable, and the log writable, by the unprivileged user
-    command = [PGBOUNCER, *_run_as(host), str(folder / "pgbouncer.ini")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log = (folder / "pgbouncer.log").read_text(errors="replace")[-2000:]
-                    pytest.fail(f"pgbouncer did not start (exit {process.poll()}): {log}")
-                time.sleep(0.05)
-        url = server.set(host="127.0.0.1", port=port, database="chrononaut")
-        yield url.difference_update_query(["host"]).render_as_string(hide_password=False)
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def server_pids(bouncer_url: str) -> list[int]:
-    """Backend pids of PgBouncer's server connections, from its admin console."""
-    url = sa.engine.make_url(bouncer_url)
-    console = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname="pgbouncer")
-    try:
-        console.autocommit = True  # the console runs no transactions
-        with console.cursor() as cursor:
-            cursor.execute("SHOW SERVERS")
-            names = [column.name for column in cursor.description]
-            return [row[names.index("remote_pid")] for row in cursor.fetchall()]
-    finally:
-        console.close()
+    with pgbouncer(clean_database, pool_size=2) as url:
+        yield url
 
 
 def advisory_locks(direct: sa.Engine, pids: list[int]) -> list[tuple[int, int, bool]]:
