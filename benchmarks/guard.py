@@ -14,11 +14,22 @@ guarded/unguarded, paired per repetition:
   through SQLAlchemy's connection): unguarded, it writes no history; guarded,
   the trigger bumps ``version`` and writes the history row. This is what the
   guard costs a writer outside the ORM.
+- ``W8 raw batch``: one raw ``UPDATE`` of 1,000 rows + ``COMMIT``, as a
+  migration script would: the trigger's cost per row, with little round-trip
+  noise.
+
+Then ``EXPLAIN ANALYZE`` of 1,000-row statements on both tables (rolled back)
+gives the cost inside the server, free of the client and of COMMIT's fsync:
+a raw UPDATE (the trigger runs), an UPDATE that sets ``version`` as
+chrononaut's writes do (only the trigger's ``WHEN`` clause runs), and a raw
+DELETE with its deletion rows written at once (``SET CONSTRAINTS ALL
+IMMEDIATE``).
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
 import time
 from functools import partial
 from typing import Any
@@ -76,6 +87,68 @@ def raw_updates(variant: Variant, ops: int) -> float:
         elapsed = time.perf_counter() - start
         cursor.close()
         return elapsed
+
+
+def raw_statements(variant: Variant, statements: int, rows: int = 1000) -> float:
+    """``statements`` times: one raw SQL UPDATE of ``rows`` rows, then COMMIT."""
+    sql = f"UPDATE {variant.table} SET counter = counter + 1 WHERE id <= %s"
+    with variant.engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        start = time.perf_counter()
+        for _ in range(statements):
+            cursor.execute(sql, (rows,))
+            connection.connection.dbapi_connection.commit()  # type: ignore[union-attr]
+        elapsed = time.perf_counter() - start
+        cursor.close()
+        return elapsed
+
+
+#: Statements EXPLAIN ANALYZE runs on both tables, each in a transaction rolled back.
+_EXPLAINED = (
+    ("raw UPDATE of 1,000 rows", "UPDATE {table} SET counter = counter + 1 WHERE id <= 1000"),
+    (
+        "UPDATE of 1,000 rows setting version, as chrononaut's writes do",
+        "UPDATE {table} SET counter = counter + 1, version = version + 1 WHERE id <= 1000",
+    ),
+    (
+        "raw DELETE of 1,000 rows, deletion rows written at once",
+        "SET CONSTRAINTS ALL IMMEDIATE; DELETE FROM {table} WHERE id <= 1000",
+    ),
+)
+
+
+def _explain(connection: Any, sql: str) -> tuple[float, float, int]:
+    """(execution ms, trigger ms, trigger calls) of ``sql``'s last statement, rolled back."""
+    *before, last = sql.split("; ")
+    for statement in before:
+        connection.exec_driver_sql(statement)
+    plan = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {last}").scalar()[0]
+    connection.rollback()
+    triggers = plan.get("Triggers", [])
+    return (
+        plan["Execution Time"],
+        sum(t["Time"] for t in triggers),
+        sum(t["Calls"] for t in triggers),
+    )
+
+
+def server_side(variants: list[Variant], reps: int) -> list[str]:
+    """The guard's cost inside the server, from EXPLAIN ANALYZE: median of ``reps``."""
+    lines = ["W8  inside the server (EXPLAIN ANALYZE, median of each statement's runs):"]
+    for title, sql in _EXPLAINED:
+        cells = []
+        for variant in variants:
+            with variant.engine.connect() as connection:
+                runs = [_explain(connection, sql.format(table=variant.table)) for _ in range(reps)]
+            total = statistics.median(r[0] for r in runs)
+            trigger = statistics.median(r[1] for r in runs)
+            calls = runs[0][2]
+            cells.append(
+                f"{variant.name} {total:.2f} ms"
+                + (f" (triggers {trigger:.2f} ms, {calls:,} calls)" if calls else "")
+            )
+        lines.append(f"    {title}: " + "; ".join(cells))
+    return lines
 
 
 def w8(run: Any) -> None:
@@ -160,11 +233,25 @@ def _measure(run: Any, variants: list[Variant]) -> None:
             "op",
         ),
     )
+    statements = 5 * sizes.w2_batches
+    record(
+        measure(
+            "W8 raw batch",
+            f"one raw SQL UPDATE of {rows:,} rows + COMMIT (guarded: {rows:,} history rows)",
+            entries(lambda v: partial(raw_statements, v, rows=rows)),
+            statements,
+            1,
+            run.reps,
+            statements,
+            "statement",
+        ),
+    )
     with variants[1].engine.connect() as connection:
         sources = connection.exec_driver_sql(
             "SELECT change_info->>'source', count(*) FROM bench_guarded_history GROUP BY 1 "
             "ORDER BY 1"
         ).all()
+    run.out(server_side(variants, max(run.reps, 5)))
     run.out(
         "W8  bench_guarded_history rows by source: "
         + ", ".join(f"{source or 'chrononaut'} {count:,}" for source, count in sources)

@@ -31,6 +31,14 @@ Single-table inheritance is supported exactly (one branch per set of classes
 that record alike, chosen by the discriminator); joined-table inheritance is
 refused, because a raw UPDATE of a subclass table cannot bump the version kept
 in the parent's table without being mistaken for chrononaut's own writes.
+
+This module holds the switches and the DDL events. The switch is read when
+the DDL is emitted, not when a class is mapped: models exist before a Flask
+app's config is read, so ``CHRONONAUT_DATABASE_GUARD`` (and
+:func:`enable_database_guard`) set a flag in ``MetaData.info`` that a model's
+own option overrides. The SQL is generated in :mod:`.database_guard_sql`, the
+session side of suppression lives in :mod:`.database_guard_events`, and
+Alembic's side in :mod:`chrononaut.migrations`.
 """
 
 from __future__ import annotations
