@@ -6,6 +6,7 @@ without Flask, pass a :class:`Settings` to :func:`chrononaut.listen`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -44,10 +45,39 @@ class Settings:
     lock_wait: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lock_wait, int | float) or self.lock_wait < 0:
-            raise ValueError(
-                f"lock_wait (CHRONONAUT_LOCK_WAIT) must be seconds >= 0, got {self.lock_wait!r}"
-            )
+        check_seconds(self.lock_wait, "lock_wait (CHRONONAUT_LOCK_WAIT)", allow_zero=True)
+
+
+#: The longest wait PostgreSQL's ``lock_timeout`` (an int of milliseconds) can express.
+MAX_WAIT_SECONDS = 2_147_483.647
+
+
+def check_seconds(value: Any, what: str, allow_zero: bool = False) -> float:
+    """``value`` as seconds PostgreSQL can wait; :class:`ValueError` naming ``what`` otherwise.
+
+    Waits become ``lock_timeout``, a whole number of milliseconds up to
+    2147483647: a positive wait under a millisecond waits one millisecond, a
+    longer one than :data:`MAX_WAIT_SECONDS` is refused, and so are NaN,
+    infinities, booleans, non-numbers, negative waits and (unless
+    ``allow_zero``) zero::
+
+        check_seconds(2.5, "timeout")  # 2.5
+        check_seconds(float("nan"), "timeout")  # ValueError
+    """
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    valid = (
+        number
+        and (isinstance(value, int) or math.isfinite(value))
+        and (value > 0 or (allow_zero and value == 0))
+        and round(value * 1000) <= 2_147_483_647
+    )
+    if not valid:
+        kind = "a number of seconds >= 0" if allow_zero else "a positive number of seconds"
+        raise ValueError(
+            f"{what} must be {kind}, at most {MAX_WAIT_SECONDS} (PostgreSQL's lock_timeout "
+            f"limit), got {value!r}."
+        )
+    return float(value)
 
 
 DEFAULT_SETTINGS = Settings()
