@@ -1,9 +1,10 @@
 """Session support: the session mixin and :func:`listen`, which wires everything up.
 
 Two behaviours need the Session itself rather than events: a flush that
-fails on a stale version raises :class:`~chrononaut.ConflictError` explained
-from history, and ``commit()`` / ``rollback()`` inside a ``lock()`` block are
-refused instead of silently releasing the lock.
+fails on a stale version, and a ``merge()`` of a stale detached record, raise
+:class:`~chrononaut.ConflictError` explained from history; and ``commit()``,
+``rollback()``, ``close()`` and ``reset()`` inside a ``lock()`` block (leaving
+``with session:`` there too) are refused instead of silently releasing the lock.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ class ChrononautSessionMixin:
     """Mixed into the Session class of every session chrononaut listens to."""
 
     def flush(self, objects: Any = None) -> None:
+        deleting = self.deleted  # type: ignore[attr-defined]  # a failed flush empties it
         try:
             super().flush(objects)  # type: ignore[misc]
         except ConflictError:
             raise
         except StaleDataError as error:
-            conflict = optimistic.explain_stale_flush(self, error)  # type: ignore[arg-type]
+            conflict = optimistic.explain_stale_flush(self, error, deleting)  # type: ignore[arg-type]
             if conflict is None:
                 raise
             raise conflict from error
@@ -48,6 +50,19 @@ class ChrononautSessionMixin:
                 _refuse_unversioned_bulk(type(obj), "bulk_save_objects() of existing rows")
         super().bulk_save_objects(objects, *args, **kwargs)  # type: ignore[misc]
 
+    def merge(self, instance: Any, *, load: bool = True, options: Any = None) -> Any:
+        if load:
+            optimistic.load_version_for_merge(self, instance)  # type: ignore[arg-type]
+        try:
+            return super().merge(instance, load=load, options=options)  # type: ignore[misc]
+        except ConflictError:
+            raise
+        except StaleDataError as error:
+            conflict = optimistic.explain_stale_merge(self, instance)  # type: ignore[arg-type]
+            if conflict is None:
+                raise
+            raise conflict from error
+
     def commit(self) -> None:
         advisory.refuse_inside_lock(self, "commit")  # type: ignore[arg-type]
         super().commit()  # type: ignore[misc]
@@ -55,6 +70,22 @@ class ChrononautSessionMixin:
     def rollback(self) -> None:
         advisory.refuse_inside_lock(self, "rollback")  # type: ignore[arg-type]
         super().rollback()  # type: ignore[misc]
+
+    def close(self) -> None:
+        advisory.refuse_inside_lock(self, "close")  # type: ignore[arg-type]
+        super().close()  # type: ignore[misc]
+
+    def reset(self) -> None:
+        advisory.refuse_inside_lock(self, "reset")  # type: ignore[arg-type]
+        super().reset()  # type: ignore[misc]
+
+    def __exit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        if value is not None and advisory.lock_depth(self) > 0:  # type: ignore[arg-type]
+            # An exception leaving ``with session:`` inside a lock() block on the same
+            # session: let it propagate unchanged; the lock() block it passes through
+            # next rolls back, which releases the lock and the connection.
+            return
+        self.close()
 
 
 def _refuse_unversioned_bulk(cls: type[Any], what: str) -> None:

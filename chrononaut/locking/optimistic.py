@@ -10,7 +10,9 @@ columns since the version the writer loaded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, datetime
@@ -153,11 +155,22 @@ def conflict_for(
     return error
 
 
-def explain_stale_flush(session: Session, error: Exception) -> ConflictError | None:
+def explain_stale_flush(
+    session: Session, error: Exception, deleting: Any = ()
+) -> ConflictError | None:
     """Turn the StaleDataError of a failed flush into a ConflictError, if one is found.
 
-    The failed flush left the session's transaction unusable, so the current
-    state is read on a new connection (it sees what the other writer committed).
+    ``deleting`` are the records the flush was to delete (the session's
+    ``deleted`` before the flush). The failed flush left the session's
+    transaction unusable, so the current state is read on a new connection
+    (it sees what the other writer committed).
+
+    When no committed change explains the failure, the row was changed inside
+    the session's own transaction behind the ORM's back (a bulk statement run
+    with ``synchronize_session=False``, or SQL on the session's connection),
+    and the failed flush rolled that change back with everything else: the
+    error names the first record the flush wrote to the failing table, with
+    its committed version as ``current_version`` and no ``changes``.
     """
     writes = session.info.pop(EXPECTED_KEY, None) or []
     if not writes:
@@ -174,7 +187,96 @@ def explain_stale_flush(session: Session, error: Exception) -> ConflictError | N
             conflict = conflict_for(reader, cls, identity, expected)
             conflict.session = session
             return conflict
+        failed = _failed_write(writes, error, deleting)
+        if failed is None:
+            return None
+        conflict = conflict_for(reader, *failed)
+    conflict.session = session
+    return conflict
+
+
+def _failed_write(
+    writes: list[tuple[type[Any], tuple[Any, ...], int]], error: Exception, deleting: Any
+) -> tuple[type[Any], tuple[Any, ...], int] | None:
+    """The first write of the kind and table SQLAlchemy's StaleDataError names, if versioned.
+
+    The message reads "UPDATE statement on table 'document' expected to update
+    1 row(s); 0 were matched." (or DELETE); a table of no versioned write is a
+    stale plain model, which stays a StaleDataError. ``deleting`` are the
+    records the flush was to delete.
+    """
+    named = _STALE_TABLE.search(str(error))
+    if named is None:
+        return writes[0]
+    verb, table_name = named.groups()
+    deleted = {(type(obj), tuple(sa.inspect(obj).identity or ())) for obj in deleting}
+    for cls, identity, expected in writes:
+        if ((cls, identity) in deleted) != (verb == "DELETE"):
+            continue
+        if any(table_name in (table.name, table.fullname) for table in sa.inspect(cls).tables):
+            return cls, identity, expected
     return None
+
+
+_STALE_TABLE = re.compile(r"^(UPDATE|DELETE) statement on table '([^']*)'")
+
+
+def load_version_for_merge(session: Session, obj: Any) -> None:
+    """Load the ``version`` of ``obj``'s copy in ``session`` if it is expired.
+
+    ``merge()`` compares the merged record's version with the session copy's
+    only when the copy's is loaded; an expired copy (after any commit or
+    rollback) would let a stale record be merged and written over newer data.
+    """
+    if getattr(type(obj), "__chrononaut__", None) is None:
+        return
+    state = sa.inspect(obj)
+    if "version" not in state.dict:
+        return  # no version to compare: merge() does not check either
+    key = state.key if state.key is not None else state.mapper.identity_key_from_instance(obj)
+    if key[1] is None or None in key[1]:
+        return
+    existing = session.identity_map.get(key)
+    if existing is None or existing is obj:
+        return
+    copy = sa.inspect(existing)
+    if copy.persistent and "version" not in copy.dict:
+        with contextlib.suppress(sa.exc.InvalidRequestError):  # row gone: the flush says so
+            session.refresh(existing, ["version"])
+
+
+def explain_stale_merge(session: Session, obj: Any) -> ConflictError | None:
+    """The ConflictError for ``session.merge(obj)`` refused over a version mismatch.
+
+    SQLAlchemy's ``merge()`` raises StaleDataError when ``obj``'s ``version``
+    differs from the version of the same record in the session. The expected
+    version is ``obj``'s, or the session's copy's when ``obj`` is the current
+    one (the session's copy is the stale one then). The record is read in the
+    session's transaction, through a second Session on its connection, so
+    nothing in the session is flushed or refreshed.
+    """
+    cls = type(obj)
+    if getattr(cls, "__chrononaut__", None) is None:
+        return None
+    state = sa.inspect(obj)
+    mapper = state.mapper
+    key = state.key if state.key is not None else mapper.identity_key_from_instance(obj)
+    merged_version = state.dict.get("version")
+    if key[1] is None or None in key[1] or not isinstance(merged_version, int):
+        return None
+    existing = session.identity_map.get(key)
+    in_session = existing.__dict__.get("version") if existing is not None else None
+    identity = keys.normalise_identity(cls, tuple(key[1]))
+    connection = session.connection(bind_arguments={"mapper": mapper})
+    with Session(bind=connection) as reader:
+        current = reader.get(cls, identity)
+        current_version = current.version if current is not None else None
+        expected = merged_version
+        if merged_version == current_version and isinstance(in_session, int):
+            expected = in_session
+        conflict = conflict_for(reader, cls, identity, expected)
+    conflict.session = session
+    return conflict
 
 
 def check_version(obj: Any, expected: int) -> None:
