@@ -87,7 +87,7 @@ def _convert(cls: type[Any], column: sa.Column[Any], text: str) -> Any:
 
 
 def _identity(cls: type[Any], text: str) -> tuple[Any, ...]:
-    """The primary key tuple of ``cls`` from ``text``: ``42`` or ``eu,7``."""
+    """The normalised primary key of ``cls`` from ``text``: ``42`` or ``eu,7``."""
     columns = sa.inspect(cls).primary_key
     parts = text.split(",")
     if len(parts) != len(columns):
@@ -97,7 +97,11 @@ def _identity(cls: type[Any], text: str) -> tuple[Any, ...]:
             f"give {len(columns)} value(s) separated by commas, got {text!r}.",
             param_hint="PK",
         )
-    return tuple(_convert(cls, c, part) for c, part in zip(columns, parts, strict=True))
+    identity = tuple(_convert(cls, c, part) for c, part in zip(columns, parts, strict=True))
+    try:
+        return keys.normalise_identity(cls, identity)  # the key its leases are stored under
+    except (TypeError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="PK") from None
 
 
 def _utc(moment: datetime | None) -> str:
@@ -201,15 +205,21 @@ def _models_by_table(db: Any) -> dict[str, type[Any]]:
     return found
 
 
-def _lease_lines(db: Any, connection: sa.Connection) -> list[str]:
-    if not sa.inspect(connection).has_table(leases.TABLE_NAME):
+def _lease_lines(db: Any, connection: sa.Connection, bind_key: str | None) -> list[str]:
+    metadata = db.metadatas.get(bind_key)
+    table = leases.find_leases_table(metadata) if metadata is not None else None
+    if table is None or not sa.inspect(connection).has_table(table.name, schema=table.schema):
         return []
     rows = connection.execute(
-        sa.text(
-            f"SELECT table_name, record_key, owner, acquired_at, expires_at "
-            f"FROM {leases.TABLE_NAME} WHERE expires_at > statement_timestamp() "
-            "ORDER BY expires_at, table_name, record_key"
+        sa.select(
+            table.c.table_name,
+            table.c.record_key,
+            table.c.owner,
+            table.c.acquired_at,
+            table.c.expires_at,
         )
+        .where(table.c.expires_at > sa.func.statement_timestamp())
+        .order_by(table.c.expires_at, table.c.table_name, table.c.record_key)
     )
     models = _models_by_table(db)
     lines = []
@@ -265,7 +275,7 @@ def locks_command() -> None:
     for bind_key, engine in db.engines.items():
         suffix = f" (bind {bind_key!r})" if len(db.engines) > 1 else ""
         with engine.connect() as connection:
-            lease_lines = _lease_lines(db, connection)
+            lease_lines = _lease_lines(db, connection, bind_key)
             advisory_lines = _advisory_lines(connection)
         click.echo(f"Leases{suffix}:")
         click.echo("\n".join(lease_lines) if lease_lines else "  none")

@@ -4,15 +4,24 @@ One row per leased record, keyed by the base table's name and the exact
 record key (see :mod:`chrononaut.locking.keys`). Leases are taken and renewed
 with one ``INSERT ... ON CONFLICT`` on the database clock, in the session's
 transaction: like any write, they take effect when the session commits.
+
+The table lives in its MetaData's schema (``MetaData(schema="app")`` gives
+``app.chrononaut_leases``); SQL written as text names it with
+:func:`qualified_name`. Owners are non-empty strings of at most
+:data:`MAX_OWNER_LENGTH` characters, or ints (stored as their decimal text),
+and a lease lasts at most :data:`MAX_TTL`; anything else is refused before
+the database is asked.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from ..actor import current_user_id
@@ -25,6 +34,12 @@ TABLE_NAME = "chrononaut_leases"
 
 
 DEFAULT_TTL = timedelta(minutes=15)
+
+#: The longest lease: a century, well inside what ``timestamptz`` and ``interval`` hold.
+MAX_TTL = timedelta(days=36525)
+
+#: The longest owner, in characters.
+MAX_OWNER_LENGTH = 255
 
 #: Key in ``Session.info``: states whose lease break awaits the transaction's outcome.
 BREAKS_KEY = "chrononaut_lease_breaks"
@@ -39,9 +54,22 @@ class Lease:
     expires_at: datetime
 
 
+def _key(metadata: sa.MetaData) -> str:
+    return f"{metadata.schema}.{TABLE_NAME}" if metadata.schema else TABLE_NAME
+
+
+def find_leases_table(metadata: sa.MetaData) -> sa.Table | None:
+    """The ``chrononaut_leases`` table of ``metadata`` (in its schema), or None."""
+    return metadata.tables.get(_key(metadata))
+
+
 def leases_table(metadata: sa.MetaData) -> sa.Table:
-    """The ``chrononaut_leases`` table of ``metadata``, created on first use."""
-    existing = metadata.tables.get(TABLE_NAME)
+    """The ``chrononaut_leases`` table of ``metadata``, created on first use.
+
+    It takes the MetaData's schema: with ``MetaData(schema="app")`` it is
+    ``app.chrononaut_leases``.
+    """
+    existing = find_leases_table(metadata)
     if existing is not None:
         return existing
     return sa.Table(
@@ -54,6 +82,20 @@ def leases_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         comment="Edit leases held on records, written by chrononaut",
     )
+
+
+_PREPARER = postgresql.dialect().identifier_preparer
+
+
+def qualified_name(table: sa.Table) -> str:
+    """``table``'s name for SQL text: schema-qualified and quoted as PostgreSQL needs.
+
+    ::
+
+        qualified_name(leases_table(sa.MetaData(schema="app")))  # 'app.chrononaut_leases'
+        qualified_name(leases_table(sa.MetaData(schema="My App")))  # '"My App".chrononaut_leases'
+    """
+    return _PREPARER.format_table(table)
 
 
 def _table_for(cls: type[Any]) -> sa.Table:
@@ -74,15 +116,68 @@ def _context(obj: Any) -> tuple[Session, sa.Table, str, str, str]:
     )
 
 
+def check_owner(owner: Any, what: str = "owner") -> str:
+    """``owner`` as stored in the leases table, or :class:`TypeError`/:class:`ValueError`.
+
+    A ``str`` (not empty, not only whitespace, no NUL character, at most
+    :data:`MAX_OWNER_LENGTH` characters) is kept as it is; an ``int`` is
+    stored as its decimal text (``42`` -> ``"42"``). ``what`` names the value
+    in the message::
+
+        check_owner(42)  # '42'
+    """
+    if isinstance(owner, bool) or not isinstance(owner, str | int):
+        raise TypeError(
+            f"{what} must be a str or an int (a user id), got {owner!r} ({type(owner).__name__})."
+        )
+    text = owner if isinstance(owner, str) else str(int(owner))
+    if not text.strip():
+        raise ValueError(f"{what} must name someone, got {owner!r}; pass a user id.")
+    if "\x00" in text:
+        raise ValueError(
+            f"{what} {owner!r} contains a NUL character, which PostgreSQL text cannot hold."
+        )
+    if len(text) > MAX_OWNER_LENGTH:
+        raise ValueError(
+            f"{what} is {len(text)} characters long, over the limit of {MAX_OWNER_LENGTH}, "
+            f"got {text[:40]!r}...; pass a shorter user id."
+        )
+    return text
+
+
+def check_ttl(ttl: Any) -> timedelta:
+    """``ttl`` if it is a positive :class:`~datetime.timedelta` of at most :data:`MAX_TTL`."""
+    if not isinstance(ttl, timedelta):
+        raise TypeError(f"ttl must be a timedelta, got {ttl!r} ({type(ttl).__name__}).")
+    if not timedelta(0) < ttl <= MAX_TTL:
+        raise ValueError(
+            f"ttl must be a positive timedelta of at most {MAX_TTL.days} days (MAX_TTL), "
+            f"got {ttl!r}."
+        )
+    return ttl
+
+
+def _check_force(force: Any) -> bool:
+    if not isinstance(force, bool):
+        raise TypeError(f"force must be True or False, got {force!r}.")
+    return force
+
+
 def acting_owner(session: Session, owner: Any = None) -> str | None:
-    """``owner`` as text, or the acting user of ``session`` (None for nobody)."""
-    if owner is None:
-        token = activate(settings_for(session))
-        try:
-            owner = current_user_id()
-        finally:
-            deactivate(token)
-    return None if owner is None else str(owner)
+    """``owner`` as text, or the acting user of ``session`` (None for nobody).
+
+    Both go through :func:`check_owner`: an acting user id that no lease
+    could name (an object, an empty string) raises instead of being stored
+    as its ``repr``.
+    """
+    if owner is not None:
+        return check_owner(owner)
+    token = activate(settings_for(session))
+    try:
+        acting = current_user_id()
+    finally:
+        deactivate(token)
+    return None if acting is None else check_owner(acting, "the acting user id")
 
 
 def _connection(session: Session, obj: Any) -> sa.Connection:
@@ -116,32 +211,17 @@ def _held_by_other(obj: Any, described: str, lease: Lease) -> RecordLockedError:
     )
 
 
-def acquire_lease(
-    obj: Any, ttl: timedelta = DEFAULT_TTL, owner: Any = None, force: bool = False
-) -> Lease:
-    """Take or renew the edit lease on ``obj`` for ``ttl``.
-
-    Raises :class:`RecordLockedError` while another owner holds an unexpired
-    lease, unless ``force=True``, which breaks it; the break is recorded in
-    the change_info of the record's next version (``lease_broken``).
-    """
-    if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
-        raise ValueError(f"ttl must be a positive timedelta, got {ttl!r}")
-    session, table, name, key, described = _context(obj)
-    who = acting_owner(session, owner)
-    if who is None:
-        raise ValueError(
-            f"No owner for the lease on {described}: nobody is logged in; pass owner=... "
-            "or use chrononaut.acting_as(...)."
-        )
-    stmt = sa.text(
+@functools.lru_cache(maxsize=16)
+def _acquire_statement(leases: str) -> Any:
+    """Take or renew a lease in ``leases`` (a qualified table name), reporting a break."""
+    return sa.text(
         f"""
         WITH previous AS (
-            SELECT owner, expires_at FROM {TABLE_NAME}
+            SELECT owner, expires_at FROM {leases}
             WHERE table_name = :name AND record_key = :key
               AND expires_at > statement_timestamp()
         )
-        INSERT INTO {TABLE_NAME} AS lease (table_name, record_key, owner, acquired_at, expires_at)
+        INSERT INTO {leases} AS lease (table_name, record_key, owner, acquired_at, expires_at)
         VALUES (:name, :key, :owner, statement_timestamp(), statement_timestamp() + :ttl)
         ON CONFLICT (table_name, record_key) DO UPDATE SET
             owner = excluded.owner,
@@ -157,11 +237,30 @@ def acquire_lease(
             (SELECT expires_at FROM previous) AS previous_expires_at
         """
     ).bindparams(sa.bindparam("ttl", type_=sa.Interval))
-    if table.schema:
-        raise NotImplementedError("the leases table lives in the default schema")
+
+
+def acquire_lease(
+    obj: Any, ttl: timedelta = DEFAULT_TTL, owner: Any = None, force: bool = False
+) -> Lease:
+    """Take or renew the edit lease on ``obj`` for ``ttl``.
+
+    Raises :class:`RecordLockedError` while another owner holds an unexpired
+    lease, unless ``force=True``, which breaks it; the break is recorded in
+    the change_info of the record's next version (``lease_broken``).
+    """
+    check_ttl(ttl)
+    _check_force(force)
+    session, table, name, key, described = _context(obj)
+    who = acting_owner(session, owner)
+    if who is None:
+        raise ValueError(
+            f"No owner for the lease on {described}: nobody is logged in; pass owner=... "
+            "or use chrononaut.acting_as(...)."
+        )
+    stmt = _acquire_statement(qualified_name(table))
     row = (
         _connection(session, obj)
-        .execute(stmt, {"name": name, "key": key, "owner": who, "ttl": ttl, "force": bool(force)})
+        .execute(stmt, {"name": name, "key": key, "owner": who, "ttl": ttl, "force": force})
         .first()
     )
     if row is None:
@@ -183,6 +282,7 @@ def acquire_lease(
 
 def release_lease(obj: Any, owner: Any = None, force: bool = False) -> None:
     """Give up the lease on ``obj``; another owner's lease needs ``force=True``."""
+    _check_force(force)
     session, table, name, key, described = _context(obj)
     who = acting_owner(session, owner)
     connection = _connection(session, obj)
