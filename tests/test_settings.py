@@ -26,6 +26,10 @@ REFUSED = [float("nan"), float("inf"), -float("inf"), True, False, -1, 2_147_483
            10**400, "2", None, Decimal("1")]  # fmt: skip
 
 
+def short(value: object) -> str:
+    return repr(value)[:24]
+
+
 def limit(what: str, value: object, lowest: str = "a positive number of seconds") -> str:
     return (
         f"{what} must be {lowest}, at most 2147483.647 (PostgreSQL's lock_timeout limit), "
@@ -38,7 +42,7 @@ def test_check_seconds_passes_waits_postgresql_can_take(value):
     assert check_seconds(value, "timeout") == float(value)
 
 
-@pytest.mark.parametrize("value", [*REFUSED, 0, 0.0])
+@pytest.mark.parametrize("value", [*REFUSED, 0, 0.0], ids=short)
 def test_check_seconds_refuses_what_lock_timeout_cannot_take(value):
     with pytest.raises(ValueError) as exc_info:
         check_seconds(value, "timeout")
@@ -52,7 +56,7 @@ def test_check_seconds_allows_zero_when_asked():
     assert str(exc_info.value) == limit("lock_wait", -0.5, "a number of seconds >= 0")
 
 
-@pytest.mark.parametrize("value", REFUSED)
+@pytest.mark.parametrize("value", REFUSED, ids=short)
 def test_settings_refuse_a_lock_wait_postgresql_cannot_take(value):
     with pytest.raises(ValueError) as exc_info:
         Settings(lock_wait=value)
@@ -105,10 +109,10 @@ def counter(session_factory, engine):
         yield session.get(Counter, 1)
 
 
-@pytest.mark.parametrize("value", [*(v for v in REFUSED if v is not None), 0])  # None: no limit
+@pytest.mark.parametrize("value", [*(v for v in REFUSED if v is not None), 0], ids=short)
 def test_lock_refuses_a_timeout_postgresql_cannot_take_before_touching_the_database(
     engine, counter, value
-):
+):  # (None is no timeout)
     session = sa.inspect(counter).session
     session.commit()
     with (
