@@ -10,6 +10,7 @@ committed data.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..exceptions import ChrononautException, DeadlockError, LockTimeoutError, RecordLockedError
+from ..settings import check_seconds
 from . import keys, optimistic
+from .records import check_lockable
 
 #: Key in ``Session.info``: how many ``lock()`` blocks are open on the session.
 DEPTH_KEY = "chrononaut_lock_depth"
@@ -52,25 +55,6 @@ def _note_held(session: Session, taken: list[int]) -> None:
     session.info[HELD_KEY] = (session.get_transaction(), held_keys(session) | frozenset(taken))
 
 
-def _check_lockable(session: Session, obj: Any) -> tuple[Any, ...]:
-    if getattr(type(obj), "__chrononaut__", None) is None:
-        raise TypeError(f"lock() takes Versioned records, got {obj!r}")
-    state = sa.inspect(obj)
-    if state.session is not session:
-        raise ValueError("lock() takes records of one session; merge them into it first")
-    if state.pending or state.transient:
-        raise ChrononautException(
-            f"{type(obj).__name__} instance is not in the database yet; commit it before "
-            "locking it."
-        )
-    if session.is_modified(obj):
-        raise ChrononautException(
-            f"{keys.describe(obj, keys.identity_of(obj))} has unflushed changes, which the "
-            "refresh after locking would discard; lock it before changing it."
-        )
-    return keys.identity_of(obj)
-
-
 def _execute(connection: sa.Connection, sql: str, **params: Any) -> Any:
     return connection.execute(sa.text(sql), params).scalar()
 
@@ -82,6 +66,14 @@ def holders_key(table: str, identity: tuple[Any, ...]) -> int:
     (or slowing) other writers; see :mod:`chrononaut.locking.guard`.
     """
     return keys.advisory_key(f"{table}#shared", identity)
+
+
+@functools.lru_cache(maxsize=256)
+def writers_key(table: str) -> int:
+    """The advisory key every guarded writer of ``table`` holds, in shared mode, until it
+    commits: ``lock()`` probes it to learn whether a write it must wait for may be in
+    flight (see :mod:`chrononaut.locking.guard`)."""
+    return keys.advisory_key(f"{table}#writers", ())
 
 
 class _Savepoint:
@@ -125,20 +117,38 @@ def _take(
     locks: list[tuple[int, str, bool]],
     nowait: bool,
     timeout: float | None,
-) -> None:
-    """Take ``locks`` ((key, description, shared)) in key order, waiting or not."""
-    for key, described, shared in sorted(locks):
+    then: str | None = None,
+) -> Any:
+    """Take ``locks`` ((key, description, shared)) in key order, waiting or not.
+
+    ``then``, a boolean SQL expression, is evaluated in the statement that takes
+    the last lock, once that lock is granted; its value is returned.
+    """
+    ordered = sorted(locks)
+    result = None
+    for index, (key, described, shared) in enumerate(ordered):
         suffix = "_shared" if shared else ""
+        after = then if then is not None and index == len(ordered) - 1 else "true"
         if nowait:
-            if not _execute(connection, f"SELECT pg_try_advisory_xact_lock{suffix}(:k)", k=key):
+            result = _execute(
+                connection,
+                f"SELECT CASE WHEN pg_try_advisory_xact_lock{suffix}(:k) THEN {after} END",
+                k=key,
+            )
+            if result is None:
                 raise RecordLockedError(
                     f"{described} is locked by another transaction.", record=described
                 )
             continue
         try:
-            _execute(connection, f"SELECT pg_advisory_xact_lock{suffix}(:k)", k=key)
+            result = _execute(
+                connection,
+                f"SELECT CASE WHEN pg_advisory_xact_lock{suffix}(:k)::text = '' THEN {after} END",
+                k=key,
+            )
         except sa.exc.OperationalError as error:
             raise _translate(error, described, timeout) from error
+    return result
 
 
 @contextmanager
@@ -204,44 +214,30 @@ def wait_for_holders(
         savepoint.undo()
 
 
-def _has_writer(session: Session, cls: type[Any]) -> Any:
-    """Whether the ``xmax`` of ``cls``'s base table row is set: a writer (or locker) of the
-    row, committed, rolled back or in progress."""
-    mapper = sa.inspect(cls)
-    table = mapper.base_mapper.local_table
-    quoted = session.get_bind(mapper=mapper).dialect.identifier_preparer.format_table(table)
-    return sa.literal_column(f"{quoted}.xmax::text <> '0'", sa.Boolean)
-
-
-def _refresh(
-    session: Session, records: list[Any], identities: dict[int, tuple[Any, ...]], lock: Any = None
-) -> bool:
-    """Reload ``records`` (one SELECT per class); True if a row has a writer (``xmax``)."""
-    by_class: dict[type[Any], list[Any]] = {}
-    for obj in records:
-        by_class.setdefault(type(obj), []).append(obj)
-    written = False
-    for cls, objs in by_class.items():
-        mapper = sa.inspect(cls)
-        pk = [mapper.get_property_by_column(c).class_attribute for c in mapper.primary_key]
-        wanted = [identities[id(o)] for o in objs]
-        where = pk[0].in_([w[0] for w in wanted]) if len(pk) == 1 else sa.tuple_(*pk).in_(wanted)
-        stmt = (
-            sa.select(cls, _has_writer(session, cls))
-            .where(where)
-            .execution_options(populate_existing=True)
+def _writers_busy(tables: set[str]) -> str:
+    """SQL: whether some other transaction may have an uncommitted write to ``tables``: a
+    guarded writer holds a table's writers key (or another ``lock()`` probes it right now).
+    Each probe takes a session-level lock only to release it at once."""
+    probes = []
+    for table in sorted(tables):
+        key = writers_key(table)
+        probes.append(
+            f"CASE WHEN pg_try_advisory_lock({key}) THEN NOT pg_advisory_unlock({key}) "
+            "ELSE true END"
         )
-        if lock is not None:
-            stmt = stmt.with_for_update(**lock)
-        found = {}
-        for obj, has_writer in session.execute(stmt, execution_options={"autoflush": False}):
-            found[id(obj)] = obj
-            written = written or bool(has_writer)
-        for obj in objs:
-            if id(obj) not in found:
-                identity = identities[id(obj)]
-                raise optimistic.conflict_for(session, cls, identity, obj.version)
-    return written
+    return "(" + " OR ".join(probes) + ")"
+
+
+def _refresh(session: Session, records: list[Any], lock: Any = None) -> None:
+    """Reload ``records`` from the database (``lock``: a row-locking read)."""
+    for obj in records:
+        try:
+            session.refresh(obj, with_for_update=lock)
+        except sa.exc.InvalidRequestError:
+            if sa.inspect(obj).key is None:
+                raise
+            identity = keys.identity_of(obj)
+            raise optimistic.conflict_for(session, type(obj), identity, obj.version) from None
 
 
 def _lock_and_refresh(
@@ -253,16 +249,18 @@ def _lock_and_refresh(
     timeout: float | None,
 ) -> None:
     connection = session.connection(bind_arguments={"mapper": sa.inspect(type(records[0]))})
+    tables = {keys.table_name(type(obj)) for obj in records}
     with _bounded(connection, timeout):
-        _take(connection, locks, nowait, timeout)
-        if not _refresh(session, records, identities):
+        busy = _take(connection, locks, nowait, timeout, then=_writers_busy(tables))
+        _refresh(session, records)
+        if not busy:
             return
-        # A writer that passed the flush guard before this lock was taken has not
-        # committed yet: wait for it with a row lock, held only in a savepoint, and
-        # read again.
+        # A writer of the table is in flight: if it wrote these records (it passed
+        # the flush guard before this lock was taken), wait for it with a row lock,
+        # held only in a savepoint, and read again.
         barrier = _Savepoint(connection, "chrononaut_barrier")
         try:
-            _refresh(session, records, identities, lock={"read": True, "nowait": nowait})
+            _refresh(session, records, lock={"read": True, "nowait": nowait})
         except sa.exc.OperationalError as error:
             raise _translate(
                 error, keys.describe(records[0], identities[id(records[0])]), timeout
@@ -294,17 +292,17 @@ def lock(
     """
     if not records:
         raise ValueError("lock() needs at least one record")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if timeout is not None:
+        timeout = check_seconds(timeout, "timeout")
+    if not isinstance(nowait, bool) or not isinstance(shared, bool):
+        raise TypeError(f"nowait and shared must be True or False, got {nowait!r}, {shared!r}")
     if nowait and timeout is not None:
         raise ValueError("pass nowait=True or timeout=..., not both")
     session = sa.inspect(records[0]).session
-    if session is None:
-        raise ValueError(f"{records[0]!r} is not attached to a session")
     identities: dict[int, tuple[Any, ...]] = {}
     locks: list[tuple[int, str, bool]] = []
     for obj in records:
-        identity = _check_lockable(session, obj)
+        identity = check_lockable(session, obj)
         identities[id(obj)] = identity
         table, text = keys.table_name(type(obj)), keys.describe(obj, identity)
         locks.append((keys.advisory_key(table, identity), text, shared))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper, Session
@@ -46,14 +46,18 @@ from ..exceptions import RecordLockedError
 from ..settings import settings_for
 from . import advisory, keys, leases
 
-# Each CASE takes a session-level lock only to release it at once, so nothing outlives
-# the statement (PgBouncer-safe); CASE fixes the order of the two calls.
+# The writer first marks the table as written (a shared lock on its writers key, held
+# to commit, waited for only while a lock() caller probes it); then each probe CASE
+# takes a session-level lock only to release it at once, so nothing else outlives
+# the statement (PgBouncer-safe). CASE fixes the order of the calls.
 _PROBE_LOCKS_SQL = (
     "SELECT 'lock' AS kind, k.lock_key, NULL::text AS name, NULL::text AS record_key, "
     "NULL::text AS owner, NULL::timestamptz AS expires_at "
     "FROM unnest(CAST(:chrononaut_lock_keys AS bigint[]), "
-    "CAST(:chrononaut_holder_keys AS bigint[])) AS k(lock_key, holder_key) "
-    "WHERE CASE WHEN pg_try_advisory_lock_shared(k.lock_key) "
+    "CAST(:chrononaut_holder_keys AS bigint[]), CAST(:chrononaut_table_keys AS bigint[])) "
+    "AS k(lock_key, holder_key, table_key) "
+    "WHERE CASE WHEN pg_advisory_xact_lock_shared(k.table_key)::text = '' THEN "
+    "CASE WHEN pg_try_advisory_lock_shared(k.lock_key) "
     "THEN NOT pg_advisory_unlock_shared(k.lock_key) ELSE true END "
     "OR CASE WHEN pg_try_advisory_lock(k.holder_key) "
     "THEN NOT pg_advisory_unlock(k.holder_key) "
@@ -61,11 +65,11 @@ _PROBE_LOCKS_SQL = (
     "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.mode = 'ShareLock' "
     "AND l.pid <> pg_backend_pid() "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND ((l.classid::bigint << 32) | l.objid::bigint) = k.holder_key) END"
+    "AND ((l.classid::bigint << 32) | l.objid::bigint) = k.holder_key) END END"
 )
 _LEASES_SQL = (
     "SELECT 'lease', NULL::bigint, table_name, record_key, owner, expires_at "
-    f"FROM {leases.TABLE_NAME} "
+    "FROM {leases} "
     "WHERE table_name = ANY(:chrononaut_names) AND record_key = ANY(:chrononaut_keys) "
     "AND expires_at > statement_timestamp() AND owner IS DISTINCT FROM :chrononaut_actor"
 )
@@ -82,15 +86,16 @@ _COLUMNS = (
 class Target:
     """A versioned record a flush writes, with its lock and lease keys."""
 
-    __slots__ = ("holder_key", "identity", "key", "mapper", "record_key", "table")
+    __slots__ = ("holder_key", "identity", "key", "mapper", "record_key", "table", "table_key")
 
     def __init__(self, mapper: Mapper[Any], identity: tuple[Any, ...]) -> None:
         self.mapper = mapper
-        self.identity = identity
-        self.table = mapper.base_mapper.local_table.fullname
+        self.identity = keys.normalise_identity(mapper.class_, identity)
+        self.table = keys.table_name(mapper.class_)
         self.record_key = keys.record_key(self.identity)
         self.key = keys.advisory_key(self.table, self.identity)
         self.holder_key = advisory.holders_key(self.table, self.identity)
+        self.table_key = advisory.writers_key(self.table)
 
     @classmethod
     def of(cls, obj: Any) -> Target:
@@ -166,9 +171,10 @@ def _queries(
     actor = leases.acting_owner(session)
     groups: dict[sa.Table, list[Target]] = defaultdict(list)
     for target in targets:
-        groups[leases.leases_table(target.mapper.local_table.metadata)].append(target)
+        metadata = cast(sa.Table, target.mapper.local_table).metadata
+        groups[leases.leases_table(metadata)].append(target)
     out = []
-    for group in groups.values():
+    for table, group in groups.items():
         params: dict[str, Any] = {
             "chrononaut_names": sorted({t.table for t in group}),
             "chrononaut_keys": sorted({t.record_key for t in group}),
@@ -178,7 +184,9 @@ def _queries(
         unique = {t.key: t for t in group if t.key not in held}
         params["chrononaut_lock_keys"] = list(unique)
         params["chrononaut_holder_keys"] = [t.holder_key for t in unique.values()]
-        sql = f"{_PROBE_LOCKS_SQL} UNION ALL {_LEASES_SQL}"
+        params["chrononaut_table_keys"] = [t.table_key for t in unique.values()]
+        leases_sql = _LEASES_SQL.format(leases=leases.qualified_name(table))
+        sql = f"{_PROBE_LOCKS_SQL} UNION ALL {leases_sql}"
         out.append((group[0].mapper, _query(sql), params))
     return out
 

@@ -50,8 +50,9 @@ def stored(engine, Item):
     history = Item.__history_mapper__.local_table
     with engine.connect() as connection:
         rows = connection.execute(
-            sa.select(Item.__table__.c.id, Item.__table__.c.colour, Item.__table__.c.version)
-            .order_by(Item.__table__.c.id)
+            sa.select(
+                Item.__table__.c.id, Item.__table__.c.colour, Item.__table__.c.version
+            ).order_by(Item.__table__.c.id)
         )
         count = connection.execute(sa.select(sa.func.count()).select_from(history)).scalar()
         return [tuple(r) for r in rows], count
@@ -118,9 +119,7 @@ def test_a_bulk_statement_passes_locks_and_leases_on_records_it_does_not_match(
     assert stored(engine, Item) == ([(1, "red", 1), (2, "red", 1), (3, "green", 0)], 2)
 
 
-def test_a_bulk_statement_inside_its_own_lock_block_is_not_refused(
-    session_factory, engine, Item
-):
+def test_a_bulk_statement_inside_its_own_lock_block_is_not_refused(session_factory, engine, Item):
     with (
         session_factory() as session,
         chrononaut.lock(session.get(Item, 1), session.get(Item, 2)),
