@@ -29,6 +29,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Key in ``Session.info``: (class, identity, expected version) of this flush's writes.
 EXPECTED_KEY = "chrononaut_expected_versions"
+#: Key in ``Session.info``: (the connection this flush writes on, whether in a savepoint).
+CONNECTION_KEY = "chrononaut_flush_connection"
 
 
 def configure_version_counter(mapper: Mapper[Any]) -> None:
@@ -173,13 +175,42 @@ def explain_stale_flush(
     its committed version as ``current_version`` and no ``changes``.
     """
     writes = session.info.pop(EXPECTED_KEY, None) or []
+    own, nested = session.info.pop(CONNECTION_KEY, (None, True))
     if not writes:
         return None
-    bind = session.get_bind(mapper=sa.inspect(writes[0][0]))
+    with _reading(session, writes[0][0], own, nested) as reading:
+        if reading is None:
+            return None  # a session bound to a Connection in a savepoint: nothing can read
+        return _explain(session, reading, writes, error, deleting)
+
+
+@contextlib.contextmanager
+def _reading(session: Session, cls: type[Any], own: Any, nested: bool) -> Any:
+    """A connection to read the committed state on, after a failed flush.
+
+    The flush's own connection when the failure rolled back its whole
+    transaction (no second pooled connection is needed, so a pool with none to
+    spare still explains conflicts), else a new one of the session's engine.
+    """
+    if own is not None and not nested and not own.closed and not own.in_transaction():
+        own.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            yield own
+        finally:
+            own.execution_options(isolation_level=own.default_isolation_level)
+        return
+    bind = session.get_bind(mapper=sa.inspect(cls))
     if not isinstance(bind, sa.Engine):
-        return None  # a session bound to a Connection: nothing else can read now
-    reading = bind.connect().execution_options(isolation_level="REPEATABLE READ")
-    with reading as connection, Session(bind=connection) as reader:
+        yield None
+        return
+    with bind.connect().execution_options(isolation_level="REPEATABLE READ") as connection:
+        yield connection
+
+
+def _explain(
+    session: Session, connection: sa.Connection, writes: Any, error: Exception, deleting: Any
+) -> ConflictError | None:
+    with Session(bind=connection) as reader:
         for cls, identity, expected in writes:
             found = reader.get(cls, identity)
             if found is not None and found.version == expected:

@@ -309,6 +309,12 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
 
 def _store(session: Session, plan: _Plan) -> None:
     session.info[optimistic.EXPECTED_KEY] = plan.expected
+    if plan.expected:  # where a stale write is explained, should this flush fail
+        mapper = sa.inspect(plan.expected[0][0])
+        session.info[optimistic.CONNECTION_KEY] = (
+            session.connection(bind_arguments={"mapper": mapper}),
+            session.in_nested_transaction(),
+        )
     if plan.written or plan.rows.order:
         session.info[PENDING_ROWS_KEY] = plan
 

@@ -460,14 +460,6 @@ def test_eight_clients_behind_pgbouncer_mixing_lock_leases_and_plain_writes_lose
 # --- an exhausted connection pool ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sa.exc.TimeoutError,
-    reason="library bug: explain_stale_flush (locking/optimistic.py) checks a second "
-    "connection out of the session's pool while the failed flush's connection is still "
-    "checked out, so on a pool with no connection to spare the conflict becomes "
-    "sqlalchemy.exc.TimeoutError after pool_timeout",
-)
 def test_conflict_on_an_engine_with_one_pooled_connection_is_still_a_conflict_error(direct):
     engine = sa.create_engine(
         direct.url.render_as_string(hide_password=False),
