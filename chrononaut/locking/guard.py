@@ -49,23 +49,29 @@ from . import advisory, keys, leases
 # The writer first marks the table as written (a shared lock on its writers key, held
 # to commit, waited for only while a lock() caller probes it); then each probe CASE
 # takes a session-level lock only to release it at once, so nothing else outlives
-# the statement (PgBouncer-safe). CASE fixes the order of the calls.
+# the statement (PgBouncer-safe). CASE fixes the order of the calls. A failed
+# shared-holders probe comes back as kind 'shared?', for _confirm_shared() to check.
 _PROBE_LOCKS_SQL = (
     "SELECT 'lock' AS kind, k.lock_key, NULL::text AS name, NULL::text AS record_key, "
     "NULL::text AS owner, NULL::timestamptz AS expires_at "
     "FROM unnest(CAST(:chrononaut_lock_keys AS bigint[]), "
-    "CAST(:chrononaut_holder_keys AS bigint[]), CAST(:chrononaut_table_keys AS bigint[])) "
-    "AS k(lock_key, holder_key, table_key) "
+    "CAST(:chrononaut_table_keys AS bigint[])) AS k(lock_key, table_key) "
     "WHERE CASE WHEN pg_advisory_xact_lock_shared(k.table_key)::text = '' THEN "
     "CASE WHEN pg_try_advisory_lock_shared(k.lock_key) "
-    "THEN NOT pg_advisory_unlock_shared(k.lock_key) ELSE true END "
-    "OR CASE WHEN pg_try_advisory_lock(k.holder_key) "
-    "THEN NOT pg_advisory_unlock(k.holder_key) "
-    "ELSE EXISTS (SELECT 1 FROM pg_lock_status() AS l "
+    "THEN NOT pg_advisory_unlock_shared(k.lock_key) ELSE true END END "
+    "UNION ALL "
+    "SELECT 'shared?', k.lock_key, NULL, NULL, NULL, NULL "
+    "FROM unnest(CAST(:chrononaut_lock_keys AS bigint[]), "
+    "CAST(:chrononaut_holder_keys AS bigint[])) AS k(lock_key, holder_key) "
+    "WHERE CASE WHEN pg_try_advisory_lock(k.holder_key) "
+    "THEN NOT pg_advisory_unlock(k.holder_key) ELSE true END"
+)
+_SHARED_HOLDERS_SQL = sa.text(
+    "SELECT ((l.classid::bigint << 32) | l.objid::bigint) FROM pg_lock_status() AS l "
     "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.mode = 'ShareLock' "
     "AND l.pid <> pg_backend_pid() "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND ((l.classid::bigint << 32) | l.objid::bigint) = k.holder_key) END END"
+    "AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY(:keys)"
 )
 _LEASES_SQL = (
     "SELECT 'lease', NULL::bigint, table_name, record_key, owner, expires_at "
@@ -149,8 +155,28 @@ class GuardRun:
         [(_, query, params)] = self.queries
         return query.bindparams(**params)
 
-    def verdict(self, rows: list[Any]) -> None:
+    def verdict(self, rows: list[Any]) -> bool:
+        """Raise for the first lock or lease that refuses the write, if any.
+
+        A failed shared-holders probe is checked against the lock table first:
+        only a granted shared lock of another backend refuses; a probe that met
+        another writer's probe does not. Returns True when such an unconfirmed
+        probe was seen: the write is not refused, but a statement that skipped
+        its work because of it must run again.
+        """
+        maybe = {row[1] for row in rows if row[0] == "shared?"}
+        rows = [row for row in rows if row[0] != "shared?"]
+        unconfirmed = False
+        if maybe:
+            by_key = {t.key: t for t in self.targets}
+            holders = {by_key[k].holder_key: k for k in maybe if k in by_key}
+            connection = self.session.connection(bind_arguments={"mapper": self.targets[0].mapper})
+            found = connection.execute(_SHARED_HOLDERS_SQL, {"keys": list(holders)}).scalars()
+            confirmed = {holders[h] for h in found}
+            rows = [("lock", k, None, None, None, None) for k in sorted(confirmed)] + rows
+            unconfirmed = len(confirmed) < len(maybe)
         _refuse(rows, self.targets)
+        return unconfirmed
 
     def wait(self) -> bool:
         """With ``lock_wait`` > 0, wait until no ``lock()`` holds the records; False if 0."""

@@ -158,3 +158,23 @@ def test_with_lock_wait_untracked_only_writes_neither_wait_nor_time_out(Base, en
         viewer.rollback()
     with waiting() as check:
         assert (check.get(Counter, 1).views, check.get(Counter, 1).version) == (1, 0)
+
+
+def test_a_probe_meeting_another_writers_probe_is_not_taken_for_a_shared_lock(
+    session_factory, Item, engine
+):
+    # A writer probes a record's shared-holders key with a try-lock it releases at
+    # once; here another connection holds that key exclusively, as a writer probing
+    # the same record at the same instant would. Only a shared lock() holder refuses.
+    from chrononaut.locking import advisory, keys
+
+    _seed(session_factory, Item, 1)
+    holder_key = advisory.holders_key(keys.table_name(Item), (1,))
+    with engine.connect() as prober, session_factory() as writer:
+        prober.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": holder_key})
+        writer.get(Item, 1).title = "written"
+        writer.commit()  # not refused: nobody holds the record under lock()
+        prober.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": holder_key})
+        prober.commit()
+    with session_factory() as check:
+        assert check.get(Item, 1).title == "written"
