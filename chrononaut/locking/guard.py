@@ -66,6 +66,27 @@ _PROBE_LOCKS_SQL = (
     "WHERE CASE WHEN pg_try_advisory_lock(k.holder_key) "
     "THEN NOT pg_advisory_unlock(k.holder_key) ELSE true END"
 )
+# For larger flushes one read of the lock table is cheaper than probing every record.
+# It is exact by lock mode: only lock() holds a record key exclusively, and only
+# lock(shared=True) holds a shared-holders key in shared mode (probes take the
+# other modes). The tables' writers keys are taken first (CASE), then the lock table
+# is read (the subquery in THEN runs only after).
+_READ_LOCKS_SQL = (
+    "SELECT 'lock' AS kind, x.key AS lock_key, NULL::text AS name, NULL::text AS record_key, "
+    "NULL::text AS owner, NULL::timestamptz AS expires_at "
+    "FROM unnest(CASE WHEN (SELECT count(*) FROM unnest(CAST(:chrononaut_table_keys AS bigint[])) "
+    "AS t(key) WHERE pg_advisory_xact_lock_shared(t.key)::text = '') >= 0 THEN ARRAY("
+    "SELECT (l.classid::bigint << 32) | l.objid::bigint FROM pg_lock_status() AS l "
+    "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted "
+    "AND l.pid <> pg_backend_pid() "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND (((l.classid::bigint << 32) | l.objid::bigint) = ANY(:chrononaut_lock_keys) "
+    "AND l.mode = 'ExclusiveLock' "
+    "OR ((l.classid::bigint << 32) | l.objid::bigint) = ANY(:chrononaut_holder_keys) "
+    "AND l.mode = 'ShareLock')) END) AS x(key)"
+)
+#: Records of one flush above which the guard reads the lock table instead of probing.
+PROBE_LIMIT = 32
 _SHARED_HOLDERS_SQL = sa.text(
     "SELECT ((l.classid::bigint << 32) | l.objid::bigint) FROM pg_lock_status() AS l "
     "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.mode = 'ShareLock' "
@@ -123,7 +144,7 @@ def _refuse(rows: list[Any], targets: list[Target]) -> None:
     """Raise for the first lock or lease found, if any."""
     for kind, lock_key, name, record_key, owner, expires_at in rows:
         if kind == "lock":
-            target = next((t for t in targets if t.key == lock_key), None)
+            target = next((t for t in targets if lock_key in (t.key, t.holder_key)), None)
             if target is None:
                 continue
             raise RecordLockedError(
@@ -210,9 +231,13 @@ def _queries(
         unique = {t.key: t for t in group if t.key not in held}
         params["chrononaut_lock_keys"] = list(unique)
         params["chrononaut_holder_keys"] = [t.holder_key for t in unique.values()]
-        params["chrononaut_table_keys"] = [t.table_key for t in unique.values()]
         leases_sql = _LEASES_SQL.format(leases=leases.qualified_name(table))
-        sql = f"{_PROBE_LOCKS_SQL} UNION ALL {leases_sql}"
+        if len(unique) > PROBE_LIMIT:
+            params["chrononaut_table_keys"] = sorted({t.table_key for t in unique.values()})
+            sql = f"{_READ_LOCKS_SQL} UNION ALL {leases_sql}"
+        else:
+            params["chrononaut_table_keys"] = [t.table_key for t in unique.values()]
+            sql = f"{_PROBE_LOCKS_SQL} UNION ALL {leases_sql}"
         out.append((group[0].mapper, _query(sql), params))
     return out
 

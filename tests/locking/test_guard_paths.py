@@ -51,13 +51,14 @@ def test_a_written_record_stays_locked_until_the_write_commits(session_factory, 
             assert locker.get(Item, 1).title == "written"  # refreshed after the lock
 
 
-def test_large_flushes_hold_one_lock_and_meet_a_shared_holder(session_factory, Item):
-    count = 300
+@pytest.mark.parametrize("shared", [False, True], ids=["exclusive", "shared"])
+def test_large_flushes_hold_one_lock_and_meet_a_lock_holder(session_factory, Item, shared):
+    count = 300  # past guard.PROBE_LIMIT: the guard reads the lock table
     _seed(session_factory, Item, count)
     with (
         session_factory() as holder,
         session_factory() as writer,
-        holder.get(Item, count).lock(shared=True),
+        holder.get(Item, count).lock(shared=shared),
     ):
         for item in writer.scalars(sa.select(Item)):
             item.title = "bulk"
