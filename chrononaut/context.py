@@ -33,15 +33,46 @@ PENDING_INFO_KEY = "chrononaut_pending_info"
 PENDING_TOP_INFO_KEY = "chrononaut_pending_top_info"
 
 
+def _nul_string(value: Any) -> str | None:
+    """The first string (key or value, at any depth) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return value if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_string(key) or _nul_string(item)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found = _nul_string(item)
+            if found is not None:
+                return found
+    return None
+
+
 def ensure_json(value: dict[str, Any], what: str) -> dict[str, Any]:
-    """Return ``value`` if JSON can hold it, else raise :class:`ChrononautException`."""
+    """Return ``value`` if PostgreSQL's ``json`` can hold it, else raise
+    :class:`ChrononautException`.
+
+    Strict JSON: NaN and infinities are refused, and so are strings (keys
+    included) holding a NUL character, which PostgreSQL cannot store::
+
+        ensure_json({"ticket": "OPS-12"}, "extra_change_info()")  # returned as is
+        ensure_json({"ratio": float("nan")}, "extra_change_info()")  # ChrononautException
+    """
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ChrononautException(
             f"{what} must be JSON-serialisable; got {value!r} ({exc}). "
-            "Convert the values to str, int, float, bool, None, list or dict first."
+            "Convert the values to str, int, finite float, bool, None, list or dict first."
         ) from None
+    nul = _nul_string(value)
+    if nul is not None:
+        raise ChrononautException(
+            f"{what} must be JSON-serialisable; got {value!r}, whose string {nul!r} holds a "
+            "NUL character PostgreSQL cannot store. Remove the \\x00 characters first."
+        )
     return value
 
 

@@ -55,6 +55,31 @@ class FlaskActor:
         return request.remote_addr if has_request_context() else None
 
 
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def config_bool(config: Any, key: str, default: bool = False) -> bool:
+    """``config[key]`` as a bool: True/False, 1/0, or one of the strings true/false,
+    1/0, yes/no, on/off in any case (as environment variables give them).
+
+    Anything else raises :class:`TypeError` naming the key, rather than guessing::
+
+        config_bool({"CHRONONAUT_DATABASE_GUARD": "false"}, "CHRONONAUT_DATABASE_GUARD")  # False
+    """
+    value = config.setdefault(key, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise TypeError(
+        f"{key} must be True or False (or one of the strings true/false, yes/no, on/off, "
+        f"1/0), got {value!r}."
+    )
+
+
 def _read_settings(app: Flask) -> Settings:
     config = app.config
     func = config.setdefault("CHRONONAUT_EXTRA_CHANGE_INFO_FUNC", None)
@@ -63,9 +88,7 @@ def _read_settings(app: Flask) -> Settings:
             f"CHRONONAUT_EXTRA_CHANGE_INFO_FUNC must be a callable returning a dict, got {func!r}"
         )
     return Settings(
-        require_extra_change_info=bool(
-            config.setdefault("CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO", False)
-        ),
+        require_extra_change_info=config_bool(config, "CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO"),
         extra_change_info_func=func,
         actor=FlaskActor(),
         lock_wait=config.setdefault("CHRONONAUT_LOCK_WAIT", 0),
@@ -73,6 +96,7 @@ def _read_settings(app: Flask) -> Settings:
 
 
 def _read_database_guard(app: Flask) -> bool:
+    # Already strict (True or False only): schema changes are not guessed from strings.
     value = app.config.setdefault("CHRONONAUT_DATABASE_GUARD", False)
     if not isinstance(value, bool):
         raise TypeError(

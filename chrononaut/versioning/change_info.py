@@ -3,6 +3,10 @@
 ``change_info`` is ``{"user_id": ..., "remote_addr": ...}``, plus ``"extra"``
 when extra info was given, ``"hidden_cols_changed"`` when a hidden column
 changed and ``"deleted": true`` on the row written when a record is deleted.
+The top-level keys chrononaut writes are :data:`RESERVED_KEYS`; a key of
+``CHRONONAUT_EXTRA_CHANGE_INFO_FUNC``'s dict that is one of them goes under
+``"extra"`` instead, so that the function cannot make an update read as a
+deletion or change who made it.
 """
 
 from __future__ import annotations
@@ -11,7 +15,53 @@ from typing import Any
 
 from .. import context
 from ..actor import current_remote_addr, current_user_id
+from ..exceptions import ChrononautException
 from ..settings import Settings
+
+#: The top-level change_info keys chrononaut writes (the recorder, the lease
+#: breaker, the database guard's triggers, revert and restore); nothing else may set them.
+RESERVED_KEYS = frozenset(
+    {
+        "user_id",
+        "remote_addr",
+        "deleted",
+        "extra",
+        "hidden_cols_changed",
+        "lease_broken",
+        "relationships",
+        "source",
+        "db_user",
+        "application_name",
+        "reverted_to",
+        "restored",
+    }
+)
+
+_FUNC_NAME = "CHRONONAUT_EXTRA_CHANGE_INFO_FUNC()"
+
+
+def _func_info(func: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``func()`` split into (top-level entries, entries colliding with :data:`RESERVED_KEYS`)."""
+    value = func()
+    if not isinstance(value, dict):
+        raise ChrononautException(
+            f"{_FUNC_NAME} must return a dict, got {value!r}; return {{}} to add nothing."
+        )
+    context.ensure_json(value, _FUNC_NAME)
+    top = {k: v for k, v in value.items() if k not in RESERVED_KEYS}
+    colliding = {k: v for k, v in value.items() if k in RESERVED_KEYS}
+    return top, colliding
+
+
+def has_content(value: Any) -> bool:
+    """Whether ``value`` counts as extra info for strict mode: not None, blank or empty."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, dict | list | tuple):
+        return any(has_content(v) for v in (value.values() if isinstance(value, dict) else value))
+    return True
 
 
 def pending_info(state: Any) -> dict[str, Any] | None:
@@ -29,20 +79,22 @@ class ChangeInfoBuilder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.extra = context.current_extra_info()
-        self._top: dict[str, Any] | None = None
+        self._func: tuple[dict[str, Any], dict[str, Any]] | None = None
+
+    def _func_info(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self._func is None:
+            func = self.settings.extra_change_info_func
+            self._func = _func_info(func) if func is not None else ({}, {})
+        return self._func
 
     def top_level(self) -> dict[str, Any]:
-        if self._top is None:
-            func = self.settings.extra_change_info_func
-            self._top = (
-                context.ensure_json(func(), "CHRONONAUT_EXTRA_CHANGE_INFO_FUNC()")
-                if (func is not None)
-                else {}
-            )
-        return self._top
+        """The config callable's entries that may go at the top level."""
+        return self._func_info()[0]
 
     def has_extra(self, state: Any = None) -> bool:
-        return bool(self.extra) or (state is not None and bool(pending_info(state)))
+        """Whether strict mode is satisfied: some extra info that is not None or blank."""
+        pending = pending_info(state) if state is not None else None
+        return has_content(self.extra) or has_content(pending)
 
     def build(
         self,
@@ -58,8 +110,9 @@ class ChangeInfoBuilder:
             }
         else:
             info = {"user_id": current_user_id(), "remote_addr": current_remote_addr()}
-        info.update(self.top_level())
-        extra = self.extra
+        top, colliding = self._func_info()
+        info.update(top)
+        extra = {**colliding, **self.extra}
         pending = pending_info(state) if state is not None else None
         if pending:
             extra = {**extra, **pending}
