@@ -17,6 +17,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapper
 
 from ..exceptions import ConfigurationError, HiddenAttributeError, UntrackedAttributeError
+from .names import (
+    CHANGE_INFO,
+    CHANGED,
+    MAX_NAME,
+    META_COLUMNS,
+    VERSION,
+    fit_name,
+    history_table_name,
+)
 
 #: ``Column.info`` key marking the columns chrononaut adds.
 INFO_KEY = "chrononaut"
@@ -25,6 +34,8 @@ INFO_KEY = "chrononaut"
 #: which Alembic copies into migration scripts.
 _model_of_table: weakref.WeakKeyDictionary[sa.Table, type[Any]] = weakref.WeakKeyDictionary()
 _history_tables: weakref.WeakSet[sa.Table] = weakref.WeakSet()
+#: History table -> the versioned class it was built for (the hierarchy's, for single-table).
+_model_of_history: weakref.WeakKeyDictionary[sa.Table, type[Any]] = weakref.WeakKeyDictionary()
 
 
 def versioned_class_of_table(table: sa.Table) -> type[Any] | None:
@@ -35,9 +46,6 @@ def versioned_class_of_table(table: sa.Table) -> type[Any] | None:
 def is_history_table(table: sa.Table) -> bool:
     return table in _history_tables
 
-
-#: Names of the columns every base history table adds.
-META_COLUMNS = ("version", "changed", "change_info")
 
 _OPTION_NAMES = ("__chrononaut_hidden__", "__chrononaut_untracked__")
 _INDEX_OPTION = "__chrononaut_disable_indices__"
@@ -110,9 +118,9 @@ class _Unavailable:
 
 def _changed_in_utc(target: Any, *args: Any) -> None:
     """Give ``changed`` back in UTC whatever the connection's time zone."""
-    value = target.__dict__.get("changed")
+    value = target.__dict__.get(CHANGED)
     if isinstance(value, datetime) and value.tzinfo is not None:
-        target.__dict__["changed"] = value.astimezone(timezone.utc)
+        target.__dict__[CHANGED] = value.astimezone(timezone.utc)
 
 
 sa.event.listen(HistoryBase, "load", _changed_in_utc, propagate=True)
@@ -181,6 +189,9 @@ def _copy_column(column: sa.Column[Any], disabled: set[str], key: str) -> sa.Col
     copy.index = False
     copy.default = copy.server_default = None
     copy.onupdate = copy.server_onupdate = None
+    # History keeps the values the database generated: plain columns, written as given.
+    copy.computed = None
+    copy.identity = None
     copy.autoincrement = False
     copy.foreign_keys = set()
     copy.constraints = set()
@@ -208,7 +219,7 @@ def _copy_indexes(model_table: sa.Table, history_table: sa.Table, disabled: set[
         if any(c is None or c.info.get("disable_index") for c in copies):
             continue
         existing.add(names)
-        sa.Index(f"ix_{history_table.name}_{'_'.join(names)}"[:63], *cast(list[Any], copies))
+        sa.Index(fit_name(f"ix_{history_table.name}_{'_'.join(names)}"), *cast(list[Any], copies))
 
 
 def _history_class(
@@ -254,7 +265,7 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
     own = {
         key: col
         for key, col in columns.items()
-        if col.table is local and col.info.get(INFO_KEY) != "version"
+        if col.table is local and col.info.get(INFO_KEY) != VERSION
     }
     tracked_here = {k: c for k, c in own.items() if k not in hidden | untracked}
     # Load a column's old value when it is set unloaded, so history records it.
@@ -276,7 +287,7 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
         tables = [*parent_info.history_tables, table]
 
     tracked = {k: c for k, c in columns.items() if k not in hidden | untracked}
-    tracked = {k: c for k, c in tracked.items() if c.info.get(INFO_KEY) != "version"}
+    tracked = {k: c for k, c in tracked.items() if c.info.get(INFO_KEY) != VERSION}
     info = VersioningInfo(
         history_mapper=history_mapper,
         history_table=table,
@@ -316,12 +327,15 @@ def _check_options(
         name
         for k, c in columns.items()
         for name in {k, c.name} & set(META_COLUMNS)
-        if c.info.get(INFO_KEY) is None and k not in untracked
+        if c.info.get(INFO_KEY) is None
     }
     if clashes:
+        # Untracked would not help: the history table keeps these names for its own
+        # columns, and ``version`` is the record's version counter.
         raise ConfigurationError(
             f"{cls.__name__} has columns {sorted(clashes)!r}, which the history table "
-            "uses for itself; rename them or add them to __chrononaut_untracked__."
+            f"uses for itself; rename them (e.g. revision = mapped_column({'revision'!r}, "
+            "...)): Versioned already gives every model a version column."
         )
     discriminator = mapper.polymorphic_on
     if discriminator is not None:
@@ -334,7 +348,34 @@ def _check_options(
 
 
 def _history_table_name(cls: type[Any], table: sa.Table) -> str:
-    return cls.__dict__.get("__chrononaut_tablename__") or f"{table.name}_history"
+    """The history table's name, checked against PostgreSQL's limit and the MetaData."""
+    name = cls.__dict__.get("__chrononaut_tablename__")
+    if name and len(name.encode()) > MAX_NAME:
+        raise ConfigurationError(
+            f"{cls.__name__}.__chrononaut_tablename__ = {name!r} is {len(name.encode())} bytes "
+            f"long; PostgreSQL cuts names at {MAX_NAME}: choose a shorter name."
+        )
+    name = name or history_table_name(table.name)
+    key = name if table.schema is None else f"{table.schema}.{name}"
+    existing = table.metadata.tables.get(key)
+    if existing is not None:
+        raise ConfigurationError(
+            f"{cls.__name__}'s history table {key!r} is already {_owner_of(existing, cls)}; "
+            f"set {cls.__name__}.__chrononaut_tablename__ to another name."
+        )
+    return name
+
+
+def _owner_of(table: sa.Table, cls: type[Any]) -> str:
+    """What ``table`` is, for an error message: whose history, or whose table."""
+    history_of = _model_of_history.get(table)
+    if history_of is not None:
+        return f"the history table of {history_of.__name__}"
+    registry = getattr(cls, "registry", None)
+    for mapper in getattr(registry, "mappers", ()):
+        if mapper.local_table is table:
+            return f"the table of {mapper.class_.__name__}"
+    return "a table in the same MetaData"
 
 
 def _build_base(
@@ -352,21 +393,20 @@ def _build_base(
         local.metadata,
         *copies.values(),
         sa.Column(
-            "version",
+            VERSION,
             sa.Integer,
             primary_key=True,
             autoincrement=False,
-            info={INFO_KEY: "version"},
+            info={INFO_KEY: VERSION},
         ),
-        sa.Column(
-            "changed", sa.DateTime(timezone=True), nullable=False, info={INFO_KEY: "changed"}
-        ),
-        sa.Column("change_info", JSONB, nullable=False, info={INFO_KEY: "change_info"}),
+        sa.Column(CHANGED, sa.DateTime(timezone=True), nullable=False, info={INFO_KEY: CHANGED}),
+        sa.Column(CHANGE_INFO, JSONB, nullable=False, info={INFO_KEY: CHANGE_INFO}),
         schema=local.schema,
         comment=f"History of {local.fullname}, written by chrononaut",
     )
     _copy_indexes(local, table, disabled)
     _history_tables.add(table)
+    _model_of_history[table] = cls
     _model_of_table[local] = cls
     polymorphic_on = None
     if mapper.polymorphic_on is not None:
@@ -398,7 +438,7 @@ def _build_joined(
     copies = {key: _copy_column(col, disabled, key) for key, col in tracked.items()}
     pk_copies = [c for c in copies.values() if c.primary_key]
     version = sa.Column(
-        "version", sa.Integer, primary_key=True, autoincrement=False, info={INFO_KEY: "version"}
+        VERSION, sa.Integer, primary_key=True, autoincrement=False, info={INFO_KEY: VERSION}
     )
     # Join to the parent's history row of the same version, by the columns the
     # model's own inheritance join uses.
@@ -427,7 +467,7 @@ def _build_joined(
         version,
         sa.ForeignKeyConstraint(
             [*pk_copies, version],
-            [*referred, parent_table.c.version],
+            [*referred, parent_table.c[VERSION]],
             ondelete="CASCADE",
         ),
         schema=local.schema,
@@ -435,6 +475,7 @@ def _build_joined(
     )
     _copy_indexes(local, table, disabled)
     _history_tables.add(table)
+    _model_of_history[table] = cls
     _model_of_table[local] = cls
     history_cls = _history_class(cls, parent.history_mapper.class_, hidden, untracked)
     properties = {key: col for key, col in copies.items() if not col.primary_key}
@@ -471,7 +512,7 @@ def _build_single(
             existing = _copy_column(col, disabled, key)
             table.append_column(existing)
             if col.index or col.unique:
-                sa.Index(f"ix_{table.name}_{col.name}"[:63], existing)
+                sa.Index(fit_name(f"ix_{table.name}_{col.name}"), existing)
         properties[key] = existing
     history_cls = _history_class(cls, parent.history_mapper.class_, hidden, untracked)
     inherited = set(parent.history_mapper.columns)
@@ -495,7 +536,7 @@ def _insert_columns(
         pairs = []
         for column in table.c:
             marker = column.info.get(INFO_KEY)
-            if marker in ("version", "changed", "change_info"):
+            if marker in META_COLUMNS:
                 pairs.append((column.key, marker))
                 continue
             try:

@@ -9,9 +9,11 @@ from typing import Any, ClassVar, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Mapper, Query, mapped_column
 
+from ..exceptions import ConfigurationError
 from ..locking import advisory, leases, optimistic
 from . import change_info, database_guard, queries
-from .history import INFO_KEY, VersioningInfo, build_history
+from .history import INFO_KEY, HistoryBase, VersioningInfo, build_history
+from .names import META_COLUMNS, VERSION
 
 
 class Versioned:
@@ -40,7 +42,7 @@ class Versioned:
         nullable=False,
         default=0,
         server_default=sa.text("0"),
-        info={INFO_KEY: "version"},
+        info={INFO_KEY: VERSION},
     )
 
     __chrononaut__: ClassVar[VersioningInfo]
@@ -149,8 +151,54 @@ class Versioned:
         return change_info.current_remote_addr()
 
 
+def reserved_names() -> frozenset[str]:
+    """Attribute names a versioned model cannot define: ``Versioned``'s and its history's API.
+
+    ``lock``, ``etag``, ``diff``, ``versions``... on the model; ``is_deletion``,
+    ``version``, ``changed`` and ``change_info`` on its history class, which
+    shares the model's attribute names.
+    """
+    names = {n for cls in (Versioned, HistoryBase) for n in vars(cls) if not n.startswith("_")}
+    names.update(HistoryBase.__annotations__)
+    return frozenset(n for n in names if not n.startswith("_"))
+
+
+def _shadowing_class(mapper: Mapper[Any], cls: type[Any], name: str) -> type[Any] | None:
+    """The class of ``cls``'s hierarchy that redefines chrononaut's ``name``, if any."""
+    prop = mapper._props.get(name)  # mapper.attrs would configure every mapper
+    if prop is not None:
+        columns = getattr(prop, "columns", ())
+        if columns and getattr(columns[0], "info", {}).get(INFO_KEY) is not None:
+            return None  # Versioned's version, RecordChanges' change_info and changed
+        return cls
+    owner = next((k for k in cls.__mro__ if name in vars(k)), None)
+    if owner is None or owner.__module__.startswith("chrononaut."):
+        return None
+    return owner
+
+
+def _refuse_reserved_names(mapper: Mapper[Any], cls: type[Any]) -> None:
+    """Raise :class:`ConfigurationError` if ``cls`` shadows a name chrononaut uses."""
+    for name in sorted(reserved_names()):
+        owner = _shadowing_class(mapper, cls, name)
+        if owner is None:
+            continue
+        if name in META_COLUMNS:
+            raise ConfigurationError(
+                f"{owner.__name__}.{name} clashes with the history table's own {name!r} "
+                f"column; rename the attribute and its column, e.g. {name}_value = "
+                f"mapped_column({name + '_value'!r}, ...) (Versioned keeps the version itself)."
+            )
+        raise ConfigurationError(
+            f"{owner.__name__}.{name} shadows chrononaut's {name!r} (on versioned models or "
+            f"their history); rename the attribute, keeping the column name if you need it: "
+            f"{name}_ = mapped_column({name!r}, ...)."
+        )
+
+
 @sa.event.listens_for(Versioned, "after_mapper_constructed", propagate=True)
 def _build_history_for(mapper: Mapper[Any], cls: type[Any]) -> None:
+    _refuse_reserved_names(mapper, cls)
     info = build_history(mapper)
     if len(info.history_tables) == 1 and not mapper.single:  # the hierarchy's base
         optimistic.configure_version_counter(mapper)
