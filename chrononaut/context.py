@@ -117,8 +117,9 @@ def append_change_info(obj: Any, **kwargs: Any) -> Iterator[None]:
     """Attach ``kwargs`` to ``change_info["extra"]`` of ``obj``'s next version.
 
     Unlike :func:`extra_change_info`, the commit may come after the block:
-    the info stays with the object until its next version is written. If the
-    block raises, the object's pending info is restored::
+    the info stays with the object until its next version is written (a flush
+    rolled back by a savepoint or a failed commit wrote none, so it waits for
+    the next). If the block raises, the object's pending info is restored::
 
         with append_change_info(user, reason="merge of duplicate accounts"):
             user.email = other.email

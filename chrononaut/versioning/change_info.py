@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm.attributes import NO_VALUE
+
 from .. import context
 from ..actor import current_remote_addr, current_user_id
 from ..exceptions import ChrononautException
@@ -64,9 +66,45 @@ def has_content(value: Any) -> bool:
     return True
 
 
+#: Key in ``InstanceState.info`` of ``(version, info)``: the appended info a flush
+#: put in the history row of ``version``. The recorder consumes the pending info
+#: when it builds the row; until that version is committed (the record's version
+#: has moved past it), a rolled-back flush (savepoint, failed commit) has not
+#: written it, and the next write of the same version carries it again.
+SENT_INFO_KEY = "chrononaut_sent_info"
+
+
+def _version_written(state: Any) -> int | None:
+    """The version the next history row of a versioned ``state`` records, if known."""
+    if getattr(state.class_, "__chrononaut__", None) is None:
+        return None
+    version = state.committed_state.get("version", NO_VALUE)
+    if version is NO_VALUE or version is None:
+        version = state.dict.get("version", NO_VALUE)
+    if version is NO_VALUE and state.obj() is not None:
+        version = state.obj().version
+    return None if version is NO_VALUE else version
+
+
 def pending_info(state: Any) -> dict[str, Any] | None:
-    """Extra info attached with :func:`chrononaut.append_change_info`, if any."""
-    return state.info.get(context.PENDING_INFO_KEY)
+    """Extra info attached with :func:`chrononaut.append_change_info`, if any,
+    including what a rolled-back flush of the same version carried."""
+    pending = state.info.get(context.PENDING_INFO_KEY)
+    sent = state.info.get(SENT_INFO_KEY)
+    if sent is None:
+        return pending
+    version = _version_written(state)
+    if version is None or version != sent[0]:
+        return pending  # that version was written (or the record was reloaded past it)
+    return {**sent[1], **(pending or {})}
+
+
+def _remember_sent(state: Any, info: dict[str, Any] | None) -> None:
+    version = _version_written(state)
+    if info and version is not None:
+        state.info[SENT_INFO_KEY] = (version, info)
+    else:
+        state.info.pop(SENT_INFO_KEY, None)
 
 
 class ChangeInfoBuilder:
@@ -114,6 +152,8 @@ class ChangeInfoBuilder:
         info.update(top)
         extra = {**colliding, **self.extra}
         pending = pending_info(state) if state is not None else None
+        if state is not None and obj is not None:
+            _remember_sent(state, pending)
         if pending:
             extra = {**extra, **pending}
         if extra:
