@@ -22,6 +22,8 @@ from .locking import advisory, optimistic
 from .locking import listeners as locking_listeners
 from .settings import Settings
 from .versioning import listeners as versioning_listeners
+from .versioning.history import HistoryBase
+from .versioning.recorder import refuse_history_insert
 
 
 class ChrononautSessionMixin:
@@ -40,12 +42,25 @@ class ChrononautSessionMixin:
             raise conflict from error
 
     def bulk_update_mappings(self, mapper: Any, mappings: Any) -> None:
-        _refuse_unversioned_bulk(sa.inspect(mapper).class_, "bulk_update_mappings()")
+        cls = sa.inspect(mapper).class_
+        if issubclass(cls, HistoryBase):
+            raise ChrononautException(
+                f"Refusing to update {cls.__name__}: history rows are immutable."
+            )
+        _refuse_unversioned_bulk(cls, "bulk_update_mappings()")
         super().bulk_update_mappings(mapper, mappings)  # type: ignore[misc]
+
+    def bulk_insert_mappings(self, mapper: Any, mappings: Any, *args: Any, **kwargs: Any) -> None:
+        cls = sa.inspect(mapper).class_
+        if issubclass(cls, HistoryBase):
+            refuse_history_insert(cls.__name__)
+        super().bulk_insert_mappings(mapper, mappings, *args, **kwargs)  # type: ignore[misc]
 
     def bulk_save_objects(self, objects: Any, *args: Any, **kwargs: Any) -> None:
         objects = list(objects)
         for obj in objects:
+            if isinstance(obj, HistoryBase):
+                refuse_history_insert(repr(obj))
             if sa.inspect(obj).key is not None:  # an UPDATE, not an INSERT
                 _refuse_unversioned_bulk(type(obj), "bulk_save_objects() of existing rows")
         super().bulk_save_objects(objects, *args, **kwargs)  # type: ignore[misc]

@@ -36,7 +36,7 @@ from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
 from .history import HistoryBase, VersioningInfo, is_history_table, versioned_class_of_table
 from .record_changes import RecordChanges
-from .recorder import utcnow
+from .recorder import refuse_history_insert, utcnow
 
 
 def _value_keys(mapper: Any, statement: Any, parameters: Any) -> set[str]:
@@ -74,13 +74,29 @@ def _refuse_history_statement(orm_state: ORMExecuteState, name: str) -> None:
     )
 
 
+def _refuse_history_insert_statement(orm_state: ORMExecuteState) -> None:
+    mapper = orm_state.bind_mapper
+    if mapper is not None and issubclass(mapper.class_, HistoryBase):
+        refuse_history_insert(mapper.class_.__name__)
+    table = getattr(orm_state.statement, "table", None)
+    if isinstance(table, sa.Table) and is_history_table(table):
+        refuse_history_insert(table.name)
+
+
 def _versioned_class_of_table(statement: Any) -> type[Any] | None:
     table = getattr(statement, "table", None)
     return versioned_class_of_table(table) if isinstance(table, sa.Table) else None
 
 
 def do_orm_execute(orm_state: ORMExecuteState) -> None:
-    """Make bulk UPDATE/DELETE of versioned models write history; refuse it on history."""
+    """Make bulk UPDATE/DELETE of versioned models write history; refuse it on history.
+
+    INSERTs into history tables are refused too: only chrononaut writes history,
+    on the Connection, which this event never sees.
+    """
+    if orm_state.is_insert:
+        _refuse_history_insert_statement(orm_state)
+        return
     if not (orm_state.is_update or orm_state.is_delete):
         return
     statement = orm_state.statement

@@ -253,7 +253,18 @@ class _FlushRecorder:
         obj.changed = self.now
 
 
+def refuse_history_insert(name: str) -> None:
+    """Raise for an insert into history (``name``: the history class, row or table)."""
+    raise ChrononautException(
+        f"Refusing to insert into {name}: history rows are written by chrononaut only, "
+        "when the versioned record changes; change the record instead."
+    )
+
+
 def _check_history_writes(session: Session) -> None:
+    for obj in session.new:
+        if isinstance(obj, HistoryBase):
+            refuse_history_insert(repr(obj))
     for obj in session.deleted:
         if isinstance(obj, HistoryBase) and not context.history_deletion_allowed():
             raise ChrononautException(
