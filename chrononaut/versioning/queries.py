@@ -1,8 +1,14 @@
-"""Reading history: ``versions()``, ``version_at()``, ``diff()`` and friends."""
+"""Reading history: ``versions()``, ``version_at()``, ``diff()`` and friends.
+
+Times are checked before any SQL: anything but a :class:`~datetime.datetime`
+raises :class:`TypeError` (a database error would abort the caller's
+transaction), and a naive datetime is taken as UTC, the zone ``changed`` is
+recorded in, whatever the connection's ``TimeZone``.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,10 +28,28 @@ def _session(obj: Any) -> Session:
     return session
 
 
+def as_utc(value: Any, what: str) -> datetime:
+    """``value`` as an aware datetime, naive taken as UTC; :class:`TypeError` if not one::
+
+    as_utc(datetime(2024, 1, 1), "at")  # datetime(2024, 1, 1, tzinfo=timezone.utc)
+    as_utc("2024-01-01", "at")  # TypeError
+    """
+    if not isinstance(value, datetime):
+        raise TypeError(
+            f"{what} must be a datetime (naive ones are taken as UTC), got {value!r}; "
+            "parse strings and numbers first, e.g. datetime.fromisoformat(...)."
+        )
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
 def versions_query(
     obj: Any, before: datetime | None = None, after: datetime | None = None
 ) -> Query[Any]:
     """A query of ``obj``'s history objects, ordered by version."""
+    before = None if before is None else as_utc(before, "versions(before=...)")
+    after = None if after is None else as_utc(after, "versions(after=...)")
     info = versioning_info(type(obj))
     history_cls = info.history_mapper.class_
     query = _session(obj).query(history_cls)
@@ -40,12 +64,13 @@ def versions_query(
 
 def version_at(obj: Any, at: datetime) -> Any:
     """The earliest history object changed at or after ``at``, else ``obj`` itself."""
-    found = versions_query(obj, after=at).first()
+    found = versions_query(obj, after=as_utc(at, "version_at(at)")).first()
     return obj if found is None else found
 
 
 def has_changed_since(obj: Any, since: datetime) -> bool:
-    query = versions_query(obj, after=since)
+    """Whether a version of ``obj`` was written at or after ``since``."""
+    query = versions_query(obj, after=as_utc(since, "has_changed_since(since)"))
     return _session(obj).query(query.exists()).scalar()
 
 
@@ -84,11 +109,13 @@ def diff(
     keys = info.pk_keys
     if not (_pk(from_model, keys) == _pk(obj, keys) == _pk(to, keys)):
         raise ChrononautException("You can only diff models with the same primary keys.")
-    if from_model.version >= to.version:
+    if from_model.version > to.version:
         raise ChrononautException(
             f"Diffs must be chronological. Your from_model (version {from_model.version}) "
-            f"post-dates or equals your to (version {to.version})."
+            f"post-dates your to (version {to.version})."
         )
+    if from_model.version == to.version:
+        return {}  # a version with itself
     result = {}
     for key in _data_keys(type(from_model)):
         if key not in info.tracked:

@@ -211,6 +211,27 @@ def test_diff_that_is_not_chronological_raises(session, Base):
         doc.diff(v1, to=v0)
     assert str(exc_info.value).startswith("Diffs must be chronological.")
 
-    with pytest.raises(ChrononautException) as exc_info:
-        doc.diff(v1, to=v1)
-    assert str(exc_info.value).startswith("Diffs must be chronological.")
+    assert str(exc_info.value) == (
+        "Diffs must be chronological. Your from_model (version 1) post-dates your to (version 0)."
+    )
+
+
+def test_diff_of_a_version_with_itself_is_empty(session, Base):
+    class Document(Base, Versioned):
+        __tablename__ = "document"
+        __chrononaut_hidden__ = ["secret"]
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str]
+        secret: Mapped[str]
+
+    Base.metadata.create_all(session.get_bind())
+    doc = Document(title="a", secret="s")
+    session.add(doc)
+    session.commit()
+    for title, secret in [("b", "t"), ("c", "u")]:
+        doc.title, doc.secret = title, secret
+        session.commit()
+    v0, v1 = doc.versions()
+
+    assert doc.diff(v1, to=v1) == {}
+    assert doc.diff(v0, to=v0, include_hidden=True) == {}
