@@ -509,14 +509,14 @@ MUTATIONS = [
     },
     {
         "id": "guard-sees-own-locks",
-        "description": "the guard's lock-table query counts the session's own locks",
+        "description": "the guard's lock-table read (large flushes) counts its own locks",
         "file": "chrononaut/locking/guard.py",
-        "original": "AND l.pid <> pg_backend_pid() ",
-        "replacement": "",
+        "original": 'AND l.granted "\n    "AND l.pid <> pg_backend_pid() "\n',
+        "replacement": 'AND l.granted "\n',
         "tests": [
-            "tests/locking/test_guard_coverage.py",
             "tests/locking/test_guard_paths.py",
             "tests/locking/test_guard.py",
+            "tests/locking/test_guard_coverage.py",
         ],
     },
     {
@@ -546,14 +546,19 @@ MUTATIONS = [
     },
     {
         "id": "guard-other-databases",
-        "description": "the guard counts shared lock() holders in the server's other databases",
+        "description": "the guard's lock-table read (large flushes) counts other databases' locks",
         "file": "chrononaut/locking/guard.py",
         "original": (
             '    "AND l.database = (SELECT oid FROM pg_database '
             'WHERE datname = current_database()) "\n'
+            '    "AND (((l.classid'
         ),
-        "replacement": "",
-        "tests": ["tests/locking/test_guard.py", "tests/locking/test_guard_paths.py"],
+        "replacement": '    "AND (((l.classid',
+        "tests": [
+            "tests/locking/test_guard_paths.py",
+            "tests/locking/test_guard.py",
+            "tests/locking/test_guard_coverage.py",
+        ],
     },
     {
         "id": "lock-wait-ignored",
