@@ -26,6 +26,7 @@ from .names import (
     fit_name,
     history_table_name,
 )
+from .policy import ColumnPolicy, column_policy
 
 #: ``Column.info`` key marking the columns chrononaut adds.
 INFO_KEY = "chrononaut"
@@ -69,6 +70,27 @@ class VersioningInfo:
     untracked_relationships: frozenset[str] = frozenset()
     #: per history table: (history column name, model attribute key or meta name)
     insert_columns: dict[sa.Table, list[tuple[str, str]]] = field(default_factory=dict)
+    #: the model's mapper
+    mapper: Mapper[Any] = field(init=False)
+    #: which columns are tracked, hidden and untracked, frozen (the same sets as above)
+    policy: ColumnPolicy = field(init=False)
+
+    def policy_for_discriminator(self, value: Any) -> ColumnPolicy:
+        """The :class:`ColumnPolicy` of the class whose rows carry discriminator ``value``.
+
+        For a hierarchy's base: the policy of the (single-table) subclass a row
+        belongs to::
+
+            Document.__chrononaut__.policy_for_discriminator("memo").hidden
+        """
+        found = self.mapper.polymorphic_map.get(value)
+        if found is None:
+            known = ", ".join(repr(k) for k in self.mapper.polymorphic_map) or "none"
+            raise ValueError(
+                f"{self.mapper.class_.__name__} has no subclass with discriminator "
+                f"{value!r}; known values: {known}."
+            )
+        return versioning_info(found.class_).policy
 
 
 class HistoryBase:
@@ -300,6 +322,8 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
         untracked_relationships=frozenset(untracked_relationships),
     )
     info.insert_columns = _insert_columns(history_mapper, tables, set(tracked))
+    info.mapper = mapper
+    info.policy = column_policy(cls, columns, tracked, hidden, untracked, untracked_relationships)
     return info
 
 
