@@ -96,14 +96,7 @@ def _read_settings(app: Flask) -> Settings:
 
 
 def _read_database_guard(app: Flask) -> bool:
-    # Already strict (True or False only): schema changes are not guessed from strings.
-    value = app.config.setdefault("CHRONONAUT_DATABASE_GUARD", False)
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"CHRONONAUT_DATABASE_GUARD must be True or False, got {value!r}; True gives every "
-            "versioned model's table the database guard's triggers."
-        )
-    return value
+    return config_bool(app.config, "CHRONONAUT_DATABASE_GUARD")
 
 
 def _settings_of_current_app() -> Settings:

@@ -44,3 +44,18 @@ def test_require_extra_change_info_refuses_anything_else_naming_the_key(app, val
         "CHRONONAUT_REQUIRE_EXTRA_CHANGE_INFO must be True or False (or one of the strings "
         f"true/false, yes/no, on/off, 1/0), got {value!r}."
     )
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("Off", False), ("yes", True)])
+def test_database_guard_parses_the_same_strings(app, value, expected):
+    app.config["CHRONONAUT_DATABASE_GUARD"] = value
+    db = chrononaut.VersionedSQLAlchemy(app)
+    assert db._chrononaut_database_guard is expected
+
+
+def test_database_guard_refuses_anything_else_naming_the_key(app):
+    app.config["CHRONONAUT_DATABASE_GUARD"] = "sometimes"
+    with pytest.raises(TypeError) as exc_info:
+        chrononaut.VersionedSQLAlchemy(app)
+    assert str(exc_info.value).startswith("CHRONONAUT_DATABASE_GUARD must be True or False")
+    assert "'sometimes'" in str(exc_info.value)

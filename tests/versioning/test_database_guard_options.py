@@ -149,12 +149,12 @@ def test_flask_config_guards_every_versioned_model(app, clean_database):
 
 
 def test_flask_config_that_is_not_a_bool_is_refused_at_init_app(app):
-    app.config["CHRONONAUT_DATABASE_GUARD"] = "yes"
+    app.config["CHRONONAUT_DATABASE_GUARD"] = "maybe"
     with pytest.raises(TypeError) as exc_info:
         chrononaut.VersionedSQLAlchemy(app)
     assert str(exc_info.value) == (
-        "CHRONONAUT_DATABASE_GUARD must be True or False, got 'yes'; True gives every "
-        "versioned model's table the database guard's triggers."
+        "CHRONONAUT_DATABASE_GUARD must be True or False (or one of the strings true/false, "
+        "yes/no, on/off, 1/0), got 'maybe'."
     )
 
 
