@@ -283,12 +283,14 @@ def test_a_locked_composite_key_record_is_refused_and_its_neighbours_are_written
     assert stored(tables, GuardPair, region="us", number=7) == (("y", 1), 1)
 
 
+@pytest.mark.parametrize("records", [1, 40], ids=["probed", "lock-table-read"])
 def test_a_flush_ignores_advisory_locks_held_in_another_database_of_the_server(
-    tables, session, clean_database
+    tables, session, clean_database, records
 ):
     # Advisory locks are per database: another app on the same server whose
-    # table has the same name and key does not lock this record.
-    seed(session, GuardItem(id=1, title="draft"))
+    # table has the same name and key does not lock this record. 40 records take
+    # the guard's lock-table read (guard.PROBE_LIMIT), 1 its probes.
+    seed(session, *(GuardItem(id=i, title="draft") for i in range(1, records + 1)))
     url = sa.engine.make_url(clean_database)
     other_database = url.set(database="template1" if url.database == "postgres" else "postgres")
     key = keys.advisory_key(keys.table_name(GuardItem), (1,))
@@ -296,7 +298,8 @@ def test_a_flush_ignores_advisory_locks_held_in_another_database_of_the_server(
     args = (other_database.render_as_string(hide_password=False), key, locked, release)
     with procs.child(procs.hold_raw_advisory_lock, *args, signals=(release,)) as holder:
         assert locked.wait(procs.PARENT_WAIT)
-        session.get(GuardItem, 1).title = "mine"
+        for item in session.scalars(sa.select(GuardItem)):
+            item.title = "mine"
         session.commit()
         release.set()
         assert procs.joined_ok(holder)

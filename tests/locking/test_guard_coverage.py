@@ -114,3 +114,18 @@ def test_writes_under_suppress_versioning_are_refused_for_a_record_another_actor
         )
         session.rollback()
     assert titles(session_factory, Item)[1] == "draft"
+
+
+def test_a_lock_taken_in_an_earlier_transaction_does_not_exempt_a_later_write(
+    session_factory, Item
+):
+    with session_factory() as writer, session_factory() as holder:
+        with writer.get(Item, 1).lock():  # the writer held it, then committed
+            pass
+        with holder.get(Item, 1).lock():
+            writer.get(Item, 1).title = "later"
+            with pytest.raises(RecordLockedError) as exc_info:
+                writer.flush()
+            assert exc_info.value.record == "Item(id=1)"
+            writer.rollback()
+    assert titles(session_factory, Item)[1] == "draft"
