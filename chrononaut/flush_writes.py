@@ -29,6 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import NO_VALUE, PASSIVE_NO_INITIALIZE, get_history
 
+from .exceptions import ChrononautException
+
 #: Key in ``Session.info`` of a guard checking the flush's writes (set by the locking
 #: listeners): ``guard.prepare(session, objects)`` gives ``.queries`` and ``.verdict(rows)``.
 GUARD_INFO_KEY = "chrononaut_flush_guard"
@@ -77,6 +79,15 @@ def _same_objects(added: Any, deleted: Any) -> bool:
     return len(added) == len(deleted) and all(a is d for a, d in zip(added, deleted, strict=True))
 
 
+def refuse_primary_key_change(obj: Any, key: str, value: Any) -> None:
+    """Raise: history is keyed by the primary key, so changing it would orphan the history."""
+    identity = sa.inspect(obj).identity
+    raise ChrononautException(
+        f"{type(obj).__name__} {identity!r}: changing primary key column {key!r} to "
+        f"{value!r} would cut the record off from its history; insert a new record instead."
+    )
+
+
 def examine(obj: Any) -> RecordWrite:
     """What a flush would write for the persistent versioned ``obj``."""
     state = sa.inspect(obj)
@@ -97,6 +108,8 @@ def examine(obj: Any) -> RecordWrite:
         new = state.dict.get(key, NO_VALUE)
         if old is not NO_VALUE and state.manager[key].impl.is_equal(new, old):
             continue
+        if key in info.pk_keys:
+            refuse_primary_key_change(obj, key, new)
         if group is None:
             write.untracked.append(key)
         else:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from .. import flush_writes
 from ..exceptions import Change, ConflictError, RecordLockedError
 from . import keys
 
@@ -347,6 +348,10 @@ def apply_changes(obj: Any, changes: dict[str, Any], base_version: int) -> None:
         )
     if not isinstance(base_version, int) or base_version < 0:
         raise TypeError(f"base_version must be a version number, got {base_version!r}")
+    for column in mapper.primary_key:
+        key = mapper.get_property_by_column(column).key
+        if key in changes and changes[key] != getattr(obj, key):
+            flush_writes.refuse_primary_key_change(obj, key, changes[key])
     if base_version > obj.version:
         raise ValueError(
             f"base_version {base_version} is newer than {cls.__name__}'s version {obj.version}"

@@ -83,6 +83,15 @@ def _refuse_history_insert_statement(orm_state: ORMExecuteState) -> None:
         refuse_history_insert(table.name)
 
 
+def _refuse_primary_key_change(cls: type[Any], info: VersioningInfo, keys: set[str]) -> None:
+    changed = sorted(keys & set(info.pk_keys))
+    if changed:
+        raise ChrononautException(
+            f"Bulk UPDATE of {cls.__name__} sets primary key column {changed[0]!r}, which "
+            "would cut the records off from their history; insert new records instead."
+        )
+
+
 def _versioned_class_of_table(statement: Any) -> type[Any] | None:
     table = getattr(statement, "table", None)
     return versioned_class_of_table(table) if isinstance(table, sa.Table) else None
@@ -115,7 +124,11 @@ def do_orm_execute(orm_state: ORMExecuteState) -> None:
         _refuse_history_statement(orm_state, cls.__name__)
         return
     info: VersioningInfo | None = getattr(cls, "__chrononaut__", None)
-    if info is None or context.versioning_suppressed():
+    if info is None:
+        return
+    if orm_state.is_update:
+        _refuse_primary_key_change(cls, info, _value_keys(mapper, statement, orm_state.parameters))
+    if context.versioning_suppressed():
         return
     if isinstance(orm_state.parameters, list | tuple):
         raise ChrononautException(
