@@ -11,7 +11,15 @@ one of three groups, worked out once per flush by :func:`of_flush`:
   columns (or untracked relationships). They are written by primary key alone,
   outside the version counter, history and the guard.
 - ``deletes``: records the flush deletes: conditioned on ``version``, a
-  deletion row in history, checked by the guard.
+  deletion row in history, checked by the guard. Orphans of a
+  ``delete-orphan`` relationship are among them: the ORM decides during the
+  flush that it deletes them, but they are still in ``session.dirty`` (or not
+  even there) before it.
+
+Children a deleted parent detaches (the ORM sets their foreign key to NULL:
+a one-to-many relationship without delete cascade) are ``changes`` too, their
+foreign key columns among the changed ones, although nothing in the session
+has changed them yet.
 
 The recorder writes history from these groups and the guard checks exactly
 ``changes`` and ``deletes`` (:attr:`FlushWrites.guarded`), so the two cannot
@@ -27,7 +35,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import NO_VALUE, PASSIVE_NO_INITIALIZE, get_history
+from sqlalchemy.orm.attributes import (
+    NO_VALUE,
+    PASSIVE_NO_INITIALIZE,
+    PASSIVE_OFF,
+    get_history,
+)
 
 from .exceptions import ChrononautException
 
@@ -137,21 +150,101 @@ def examine(obj: Any) -> RecordWrite:
     return write
 
 
+def _is_orphan(obj: Any) -> bool:
+    """True if the flush deletes the persistent ``obj`` as a delete-orphan."""
+    state = sa.inspect(obj)
+    return state.key is not None and bool(state.mapper._is_orphan(state))
+
+
+def _orphans(session: Session) -> list[Any]:
+    """Versioned persistent records the flush deletes as orphans, not in ``session.deleted``.
+
+    An orphan removed from its parent's collection without a backref is not
+    dirty itself: look at the removed members of every dirty parent too.
+    """
+    candidates = [o for o in session.dirty if is_versioned(o)]
+    for parent in session.dirty:
+        state = sa.inspect(parent)
+        for prop in state.mapper.relationships:
+            if not prop.cascade.delete_orphan or prop.key not in state.committed_state:
+                continue
+            history = get_history(parent, prop.key, passive=PASSIVE_NO_INITIALIZE)
+            candidates += [o for o in history.deleted if o is not None and is_versioned(o)]
+    seen: set[int] = set()
+    found = []
+    for obj in candidates:
+        if id(obj) in seen or obj in session.deleted:
+            continue
+        seen.add(id(obj))
+        if _is_orphan(obj):
+            found.append(obj)
+    return found
+
+
+def _detached_children(session: Session, deletes: list[Any]) -> list[tuple[Any, set[str]]]:
+    """(child, tracked foreign key keys) for versioned children deleted parents detach.
+
+    The ORM nulls the foreign key of a deleted parent's children when the
+    one-to-many relationship neither cascades the delete nor has
+    ``passive_deletes="all"``; it loads the collection unless ``passive_deletes``.
+    """
+    deleting = {id(o) for o in deletes}
+    out = []
+    for parent in session.deleted:
+        state = sa.inspect(parent)
+        for prop in state.mapper.relationships:
+            if (
+                prop.direction.name != "ONETOMANY"
+                or prop.viewonly
+                or prop.cascade.delete
+                or prop.passive_deletes == "all"
+            ):
+                continue
+            passive = PASSIVE_NO_INITIALIZE if prop.passive_deletes else PASSIVE_OFF
+            history = get_history(parent, prop.key, passive=passive)
+            impl = state.manager[prop.key].impl
+            children = list(history.unchanged) + [
+                o
+                for o in history.deleted
+                if o is not None and impl.hasparent(sa.inspect(o)) is False
+            ]
+            for child in children:
+                if child is None or not is_versioned(child) or id(child) in deleting:
+                    continue
+                child_state = sa.inspect(child)
+                if child_state.key is None:
+                    continue
+                info = type(child).__chrononaut__
+                keys = {
+                    child_state.mapper.get_property_by_column(c).key for c in prop.remote_side
+                } & set(info.tracked)
+                if keys:
+                    out.append((child, keys))
+    return out
+
+
 def of_flush(session: Session, flush_context: Any) -> FlushWrites:
     """The versioned writes of the flush ``flush_context``, worked out on first use."""
     cached = session.info.get(_CACHE_KEY)
     if cached is not None and cached[0] is flush_context:
         return cached[1]
     writes = FlushWrites()
+    writes.deletes = [obj for obj in session.deleted if is_versioned(obj)]
+    writes.deletes += _orphans(session)
+    deleting = {id(o) for o in writes.deletes}
+    by_obj: dict[int, RecordWrite] = {}
     for obj in session.dirty:
-        if not is_versioned(obj) or sa.inspect(obj).key is None:
+        if not is_versioned(obj) or sa.inspect(obj).key is None or id(obj) in deleting:
             continue
-        write = examine(obj)
+        by_obj[id(obj)] = examine(obj)
+    for child, keys in _detached_children(session, writes.deletes):
+        write = by_obj.setdefault(id(child), RecordWrite(child))
+        write.tracked |= keys
+    for write in by_obj.values():
         if write.is_versioned_change:
             writes.changes.append(write)
         elif write.untracked:
             writes.untracked_only.append(write)
-    writes.deletes = [obj for obj in session.deleted if is_versioned(obj)]
     session.info[_CACHE_KEY] = (flush_context, writes)
     return writes
 
