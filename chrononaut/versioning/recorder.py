@@ -218,16 +218,26 @@ class _FlushRecorder:
         self.rows.add(info, state.mapper, values)
         _consume_pending(state)
 
-    def continue_numbering(self, objs: list[Any]) -> None:
-        """Start re-inserted keys after their last history version."""
-        by_class: dict[type[Any], list[Any]] = defaultdict(list)
-        for obj in objs:
-            info = type(obj).__chrononaut__
-            pk = tuple(getattr(obj, k) for k in info.pk_keys)
+    def continue_numbering(self, new: list[Any], deletes: list[Any]) -> None:
+        """Start a re-inserted primary key after its last history version.
+
+        Only new records whose key is set before the flush can repeat one
+        (database-generated keys never do): one query per class hierarchy. A
+        record deleted in this same flush counts by its deletion row's version.
+        """
+        deleted: dict[tuple[type[Any], tuple[Any, ...]], int] = {}
+        for obj in deletes:
+            state = sa.inspect(obj)
+            root = state.mapper.base_mapper.class_
+            deleted[(root, tuple(state.identity))] = _committed_version(obj, state)
+        by_root: dict[type[Any], list[tuple[tuple[Any, ...], Any]]] = defaultdict(list)
+        for obj in new:
+            mapper = sa.inspect(obj).mapper
+            pk = tuple(mapper.primary_key_from_instance(obj))
             if None not in pk:
-                by_class[type(obj)].append((pk, obj))
-        for cls, pairs in by_class.items():
-            info = cls.__chrononaut__
+                by_root[mapper.base_mapper.class_].append((pk, obj))
+        for root, pairs in by_root.items():
+            info = root.__chrononaut__
             hist = info.history_mapper
             pk_cols = [hist.get_property(k).columns[0] for k in info.pk_keys]
             version_col = hist.get_property("version").columns[0]
@@ -236,9 +246,11 @@ class _FlushRecorder:
                 .where(sa.tuple_(*pk_cols).in_([pk for pk, _ in pairs]))
                 .group_by(*pk_cols)
             )
-            connection = self.session.connection(bind_arguments={"mapper": sa.inspect(cls)})
+            connection = self.session.connection(bind_arguments={"mapper": sa.inspect(root)})
             last = {tuple(row[:-1]): row[-1] for row in connection.execute(stmt)}
             for pk, obj in pairs:
+                if (root, pk) in deleted:
+                    last[pk] = max(last.get(pk, -1), deleted[(root, pk)])
                 if pk in last:
                     obj.version = last[pk] + 1
 
@@ -289,13 +301,12 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
         for obj in session.new:
             if isinstance(obj, RecordChanges):
                 recorder.stamp(obj)
+        if new:  # suppressed too: a later versioned update must not repeat a version
+            recorder.continue_numbering(new, writes.deletes)
         if suppressed:
             recorder.record_unversioned_writes(writes)
             _store(session, recorder.plan)
             return
-        nonunique = [o for o in new if type(o).__chrononaut__.primary_key_nonunique]
-        if nonunique:
-            recorder.continue_numbering(nonunique)
         for write in writes.untracked_only:  # outside concurrency control: no version, no guard
             optimistic.write_untracked_only(session, write.obj, write.untracked)
         for write in writes.changes:

@@ -252,7 +252,9 @@ def test_classic_primary_key_nonunique_continues_version_numbering(db):
     assert db.session.get(Slot, 7).version == 1
 
 
-def test_reinserted_primary_key_without_nonunique_collides_in_history(Base, engine, session):
+def test_reinserted_primary_key_without_nonunique_continues_numbering(Base, engine, session):
+    """The numbering continues by default (the option is no longer needed)."""
+
     class Slot(Base, Versioned):
         __tablename__ = "slot"
         id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
@@ -266,15 +268,14 @@ def test_reinserted_primary_key_without_nonunique_collides_in_history(Base, engi
     again = Slot(id=7, label="reborn")
     session.add(again)
     session.commit()
-    assert again.version == 0
+    assert again.version == 1
 
     again.label = "reborn, edited"
-    with pytest.raises(sa.exc.IntegrityError) as exc_info:
-        session.commit()
-    assert exc_info.value.orig.pgcode == "23505"  # unique_violation
-    assert exc_info.value.orig.diag.table_name == "slot_history"
-    session.rollback()
-    assert [(h.version, h.label) for h in history_of(session, Slot)] == [(0, "first")]
+    session.commit()
+    assert [(h.version, h.label) for h in history_of(session, Slot)] == [
+        (0, "first"),
+        (1, "reborn"),
+    ]
 
 
 def test_many_to_one_change_writes_history_with_old_foreign_key(Base, engine, session):
