@@ -23,6 +23,7 @@ the same way; statements on history tables are refused.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -135,12 +136,12 @@ def do_orm_execute(orm_state: ORMExecuteState) -> None:
             f"ORM bulk UPDATE by primary key of {cls.__name__} (a list of parameter dicts) "
             "would skip history; use update(...).where(...) statements or load the objects."
         )
-    joined = [
-        m.class_.__name__
-        for m in mapper.self_and_descendants
-        if len(getattr(m.class_, "__chrononaut__", info).history_tables) > 1
-    ]
-    if joined:
+    if len(info.history_tables) > 1:  # a joined subclass: its UPDATE spans two tables
+        joined = [
+            m.class_.__name__
+            for m in mapper.self_and_descendants
+            if len(getattr(m.class_, "__chrononaut__", info).history_tables) > 1
+        ]
         raise ChrononautException(
             f"Bulk statements on {cls.__name__} would skip the history of its joined-table "
             f"subclasses ({', '.join(joined)}); load and modify the objects instead."
@@ -161,6 +162,7 @@ def do_orm_execute(orm_state: ORMExecuteState) -> None:
                 return  # untracked only: no version, no history
             change_info = builder.build(None, hidden_changed=sorted(hidden))
         else:
+            keys = set()
             change_info = builder.build(None, deleted=True)
         if settings.require_extra_change_info and not builder.has_extra():
             raise ChrononautException(
@@ -172,7 +174,7 @@ def do_orm_execute(orm_state: ORMExecuteState) -> None:
     session = orm_state.session
     if session.autoflush:
         session.flush()  # pending changes first, so they are versioned in order
-    matched = _copy_to_history(session, cls, info, statement, change_info)
+    matched = _copy_to_history(session, cls, info, statement, change_info, keys)
     orm_state.statement = _limit_and_bump(orm_state, cls, info, statement, matched, change_info)
     if orm_state.execution_options.get("synchronize_session") == "evaluate":
         orm_state.update_execution_options(synchronize_session="fetch")
@@ -212,6 +214,7 @@ def _copy_to_history(
     info: VersioningInfo,
     statement: Any,
     change_info: dict[str, Any],
+    changed: set[str],
 ) -> list[tuple[Any, ...]]:
     """Lock the matched rows, copy them to history (guarded); return their primary keys."""
     mapper = sa.inspect(cls)
@@ -227,14 +230,7 @@ def _copy_to_history(
     table = info.history_table
     pairs = info.insert_columns[table]
     now = utcnow()
-    select_list: list[Any] = []
-    for _column_key, source in pairs:
-        if source == "changed":
-            select_list.append(sa.literal(now, sa.DateTime(timezone=True)))
-        elif source == "change_info":
-            select_list.append(sa.literal(change_info, JSONB))
-        else:
-            select_list.append(getattr(cls, source))
+    select_list = _copied_values(cls, pairs, now, change_info, _hidden_below(cls), changed)
     rows = sa.select(*select_list).where(_keyed(cls, info, matched))
     run = guard.for_keys(session, mapper, matched) if guard is not None else None
     if run is not None:
@@ -244,17 +240,111 @@ def _copy_to_history(
     connection = session.connection(bind_arguments={"mapper": mapper})
     if run is None:
         connection.execute(copy)
+        _copy_subclass_history(connection, cls, matched, now, change_info)
         return matched
     statement_ = sa.select(refused).add_cte(copy.cte("chrononaut_copy"))
     # Refused rows raise; a probe that only met another writer's probe (which the
     # guard tells apart) skipped the copy, so it runs again.
     for _ in range(_ATTEMPTS):
         if not run.verdict(connection.execute(statement_).all()):
+            _copy_subclass_history(connection, cls, matched, now, change_info)
             return matched
     raise ChrononautException(
         f"Bulk statement on {cls.__name__}: the lock guard's probes kept meeting other "
         f"writers' probes ({_ATTEMPTS} attempts); retry the statement."
     )
+
+
+def _hidden_below(cls: type[Any]) -> dict[str, list[Any]]:
+    """Columns ``cls`` tracks that subclasses hide: key -> those subclasses' identities."""
+    base = sa.inspect(cls)
+    tracked = set(cls.__chrononaut__.tracked)
+    out: dict[str, list[Any]] = {}
+    for mapper in base.self_and_descendants:
+        sub = mapper.class_.__dict__.get("__chrononaut__")
+        if mapper is base or sub is None:
+            continue
+        for key in sorted(sub.hidden & tracked):
+            out.setdefault(key, []).append(mapper.polymorphic_identity)
+    return out
+
+
+def _copied_values(
+    cls: type[Any],
+    pairs: list[tuple[str, str]],
+    now: Any,
+    change_info: dict[str, Any],
+    hidden_below: dict[str, list[Any]] | None = None,
+    changed: Collection[str] = (),
+) -> list[Any]:
+    """The SELECT list copying ``cls``'s rows into a history table's ``pairs``.
+
+    Each row follows its own class's options (by discriminator): a column a
+    subclass hides is copied as NULL for that subclass's rows, and
+    named in their ``hidden_cols_changed`` when the statement sets it.
+    """
+    hidden_below = hidden_below or {}
+    discriminator = sa.inspect(cls).polymorphic_on
+    select_list: list[Any] = []
+    for _column_key, source in pairs:
+        if source == "changed":
+            select_list.append(sa.literal(now, sa.DateTime(timezone=True)))
+        elif source == "change_info":
+            select_list.append(
+                _change_info_by_class(discriminator, change_info, hidden_below, changed)
+            )
+        elif source in hidden_below and discriminator is not None:
+            hiding = discriminator.in_(hidden_below[source])
+            select_list.append(sa.case((hiding, sa.null()), else_=getattr(cls, source)))
+        else:
+            select_list.append(getattr(cls, source))
+    return select_list
+
+
+def _change_info_by_class(
+    discriminator: Any,
+    change_info: dict[str, Any],
+    hidden_below: dict[str, list[Any]],
+    changed: Collection[str],
+) -> Any:
+    plain = sa.literal(change_info, JSONB)
+    by_identity: dict[Any, set[str]] = {}
+    for key in sorted(set(changed) & set(hidden_below)):
+        for identity in hidden_below[key]:
+            by_identity.setdefault(identity, set()).add(key)
+    if discriminator is None or not by_identity:
+        return plain
+    whens = []
+    for identity, keys in by_identity.items():
+        hidden = sorted(set(change_info.get("hidden_cols_changed", [])) | keys)
+        variant = {**change_info, "hidden_cols_changed": hidden}
+        whens.append((discriminator == identity, sa.literal(variant, JSONB)))
+    return sa.case(*whens, else_=plain)
+
+
+def _copy_subclass_history(
+    connection: Any,
+    cls: type[Any],
+    matched: list[tuple[Any, ...]],
+    now: Any,
+    change_info: dict[str, Any],
+) -> None:
+    """Copy the matched rows' joined-table subclass columns to their own history tables.
+
+    One INSERT ... SELECT per subclass table, after the base history rows they
+    reference; the join to the subclass table picks that subclass's rows.
+    """
+    base = sa.inspect(cls)
+    for mapper in base.self_and_descendants:
+        info = mapper.class_.__dict__.get("__chrononaut__")
+        if mapper is base or info is None or mapper.single:
+            continue
+        table = info.history_table
+        pairs = info.insert_columns[table]
+        rows = sa.select(*_copied_values(mapper.class_, pairs, now, change_info))
+        rows = rows.where(_keyed(mapper.class_, info, matched))
+        columns = [table.c[column_key] for column_key, _ in pairs]
+        connection.execute(table.insert().from_select(columns, rows))
 
 
 def _limit_and_bump(
