@@ -181,8 +181,8 @@ MUTATIONS = [
         "id": "bulk-suppression-ignored",
         "description": "bulk statements inside suppress_versioning() still write history",
         "file": "chrononaut/versioning/bulk.py",
-        "original": "if info is None or context.versioning_suppressed():",
-        "replacement": "if info is None:",
+        "original": "    if context.versioning_suppressed():\n        return\n",
+        "replacement": "",
         "tests": ["tests/versioning/test_suppression.py"],
     },
     {
