@@ -31,9 +31,10 @@ class Versioned:
 
     Options, all class attributes: ``__chrononaut_tablename__``,
     ``__chrononaut_hidden__``, ``__chrononaut_untracked__``,
-    ``__chrononaut_disable_indices__``, ``__chrononaut_copy_validators__``,
-    ``__chrononaut_primary_key_nonunique__`` and ``__chrononaut_database_guard__``
-    (see :mod:`chrononaut.versioning.database_guard`).
+    ``__chrononaut_disable_indices__``, ``__chrononaut_copy_validators__`` and
+    ``__chrononaut_database_guard__`` (see :mod:`chrononaut.versioning.database_guard`).
+    ``__chrononaut_primary_key_nonunique__`` is accepted and has no effect: a
+    primary key inserted again after its deletion always continues its numbering.
     """
 
     #: 0 on insert, +1 for every versioned change.
