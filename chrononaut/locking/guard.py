@@ -95,7 +95,8 @@ _SHARED_HOLDERS_SQL = sa.text(
     "AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY(:keys)"
 )
 _LEASES_SQL = (
-    "SELECT 'lease', NULL::bigint, table_name, record_key, owner, expires_at "
+    "SELECT 'lease' AS kind, NULL::bigint AS lock_key, table_name AS name, record_key, owner, "
+    "expires_at "
     "FROM {leases} "
     "WHERE table_name = ANY(:chrononaut_names) AND record_key = ANY(:chrononaut_keys) "
     "AND expires_at > statement_timestamp() AND owner IS DISTINCT FROM :chrononaut_actor"
@@ -229,9 +230,12 @@ def _queries(
         }
         held = advisory.held_keys(session)
         unique = {t.key: t for t in group if t.key not in held}
+        leases_sql = _LEASES_SQL.format(leases=leases.qualified_name(table))
+        if not unique:  # all under this transaction's own lock(): only leases to check
+            out.append((group[0].mapper, _query(leases_sql), params))
+            continue
         params["chrononaut_lock_keys"] = list(unique)
         params["chrononaut_holder_keys"] = [t.holder_key for t in unique.values()]
-        leases_sql = _LEASES_SQL.format(leases=leases.qualified_name(table))
         if len(unique) > PROBE_LIMIT:
             params["chrononaut_table_keys"] = sorted({t.table_key for t in unique.values()})
             sql = f"{_READ_LOCKS_SQL} UNION ALL {leases_sql}"
