@@ -164,33 +164,6 @@ def _bounded(connection: sa.Connection, timeout: float | None) -> Iterator[None]
     _execute(connection, "SELECT set_config('lock_timeout', :v, true)", v=previous)
 
 
-def acquire(
-    connection: sa.Connection,
-    advisory_keys: list[int],
-    describe: dict[int, str],
-    nowait: bool = False,
-    timeout: float | None = None,
-    shared: bool = False,
-) -> None:
-    """Take the advisory locks on ``advisory_keys`` in ascending order.
-
-    With ``nowait`` or ``timeout``, a failure releases what this call took and
-    leaves the caller's transaction usable.
-    """
-    locks = [(key, describe[key], shared) for key in set(advisory_keys)]
-    if not nowait and timeout is None:
-        _take(connection, locks, nowait, timeout)
-        return
-    savepoint = _Savepoint(connection, "chrononaut_lock")
-    try:
-        with _bounded(connection, timeout):
-            _take(connection, locks, nowait, timeout)
-    except BaseException:
-        savepoint.undo()
-        raise
-    savepoint.release()
-
-
 def wait_for_holders(
     connection: sa.Connection,
     described: dict[int, str],
@@ -252,12 +225,12 @@ def _lock_and_refresh(
     tables = {keys.table_name(type(obj)) for obj in records}
     with _bounded(connection, timeout):
         busy = _take(connection, locks, nowait, timeout, then=_writers_busy(tables))
-        _refresh(session, records)
         if not busy:
+            _refresh(session, records)
             return
         # A writer of the table is in flight: if it wrote these records (it passed
         # the flush guard before this lock was taken), wait for it with a row lock,
-        # held only in a savepoint, and read again.
+        # held only in a savepoint, while reading.
         barrier = _Savepoint(connection, "chrononaut_barrier")
         try:
             _refresh(session, records, lock={"read": True, "nowait": nowait})

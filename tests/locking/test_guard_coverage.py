@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from chrononaut import RecordLockedError, Versioned, acting_as, suppress_versioning
 
-#: More records than one transaction may hold guard locks for (TRY_LOCK_LIMIT, 256).
+#: More records than the guard's old per-transaction try-lock budget (256) allowed.
 MANY = 300
 
 

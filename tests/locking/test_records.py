@@ -3,8 +3,7 @@
 A record marked for deletion, deleted, detached or changed is refused with
 the reason and the fix; no statement runs (no autoflushed DELETE), no lock
 is left held, and the session goes on. The ``check_lockable`` tests call
-the check itself; the ``lock()`` tests need ``advisory._check_lockable`` to
-call it.
+the check itself; the ``lock()`` tests go through ``lock()``, which calls it.
 """
 
 from __future__ import annotations
@@ -134,7 +133,7 @@ def test_check_lockable_keeps_the_refusals_lock_made_before(session, engine_):
     session.rollback()
 
 
-# --- lock() (needs advisory._check_lockable to call check_lockable) -------------------------
+# --- lock(), which calls check_lockable first ------------------------------------------------
 
 
 def test_lock_of_a_record_marked_for_deletion_refuses_without_flushing_the_delete(
