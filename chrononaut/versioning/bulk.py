@@ -43,7 +43,7 @@ from .recorder import refuse_history_insert, utcnow
 def _value_keys(mapper: Any, statement: Any, parameters: Any) -> set[str]:
     """Attribute keys an ORM UPDATE sets."""
     raw = list((statement._values or {}).keys())
-    raw += [k for k, _ in (statement._ordered_values or ())]
+    raw += [k for k, _ in (getattr(statement, "_ordered_values", None) or ())]  # gone in 2.1
     if isinstance(parameters, dict):
         raw += list(parameters)
     keys = set()
