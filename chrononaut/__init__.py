@@ -1,6 +1,14 @@
-"""chrononaut: versioning, change tracking and record locking for Flask-SQLAlchemy."""
+"""chrononaut: versioning, change tracking and record locking for Flask-SQLAlchemy.
+
+The SQLAlchemy core imports without Flask: the Flask glue (``VersionedSQLAlchemy``,
+``check_if_match``, ``register_error_handlers``, ``set_etag``) is imported on
+first use, so scripts, workers and non-Flask web frameworks never load Flask.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .context import acting_as as acting_as
 from .context import append_change_info as append_change_info
@@ -16,10 +24,6 @@ from .exceptions import HiddenAttributeError as HiddenAttributeError
 from .exceptions import LockTimeoutError as LockTimeoutError
 from .exceptions import RecordLockedError as RecordLockedError
 from .exceptions import UntrackedAttributeError as UntrackedAttributeError
-from .extension import VersionedSQLAlchemy as VersionedSQLAlchemy
-from .http import check_if_match as check_if_match
-from .http import register_error_handlers as register_error_handlers
-from .http import set_etag as set_etag
 from .locking.advisory import lock as lock
 from .locking.leases import Lease as Lease
 from .locking.optimistic import retry_on_conflict as retry_on_conflict
@@ -30,6 +34,20 @@ from .versioning import HistoryBase as HistoryBase
 from .versioning import RecordChanges as RecordChanges
 from .versioning import Versioned as Versioned
 from .versioning.database_guard import enable_database_guard as enable_database_guard
+
+if TYPE_CHECKING:
+    from .extension import VersionedSQLAlchemy as VersionedSQLAlchemy
+    from .http import check_if_match as check_if_match
+    from .http import register_error_handlers as register_error_handlers
+    from .http import set_etag as set_etag
+
+#: The Flask glue: name -> module, imported by ``__getattr__`` on first use.
+_FLASK_GLUE = {
+    "VersionedSQLAlchemy": ".extension",
+    "check_if_match": ".http",
+    "register_error_handlers": ".http",
+    "set_etag": ".http",
+}
 
 __all__ = [
     "Change",
@@ -61,3 +79,19 @@ __all__ = [
     "set_etag",
     "suppress_versioning",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _FLASK_GLUE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chrononaut' has no attribute {name!r}")
+    try:
+        value = getattr(importlib.import_module(module, __name__), name)
+    except ImportError as error:
+        raise ImportError(
+            f"chrononaut.{name} is the Flask integration and needs Flask and Flask-SQLAlchemy "
+            f"({error}); install them (pip install flask flask-sqlalchemy) or use the "
+            "SQLAlchemy core (chrononaut.listen) without it."
+        ) from error
+    globals()[name] = value
+    return value

@@ -34,14 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import (
-    NO_VALUE,
-    PASSIVE_NO_INITIALIZE,
-    PASSIVE_OFF,
-    get_history,
-)
+from sqlalchemy.orm import NO_VALUE, Session
+from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, PASSIVE_OFF, get_history
 
+from . import _compat
 from .exceptions import ChrononautException
 
 #: Key in ``Session.info`` of a guard checking the flush's writes (set by the locking
@@ -119,7 +115,7 @@ def examine(obj: Any) -> RecordWrite:
             continue
         old = committed[key]
         new = state.dict.get(key, NO_VALUE)
-        if old is not NO_VALUE and state.manager[key].impl.is_equal(new, old):
+        if old is not NO_VALUE and _compat.attribute_is_equal(state, key, new, old):
             continue
         if key in info.pk_keys:
             refuse_primary_key_change(obj, key, new)
@@ -153,7 +149,7 @@ def examine(obj: Any) -> RecordWrite:
 def _is_orphan(obj: Any) -> bool:
     """True if the flush deletes the persistent ``obj`` as a delete-orphan."""
     state = sa.inspect(obj)
-    return state.key is not None and bool(state.mapper._is_orphan(state))
+    return state.key is not None and _compat.is_orphan(state.mapper, state)
 
 
 def _orphans(session: Session) -> list[Any]:
@@ -202,7 +198,7 @@ def _detached_children(session: Session, deletes: list[Any]) -> list[tuple[Any, 
                 continue
             passive = PASSIVE_NO_INITIALIZE if prop.passive_deletes else PASSIVE_OFF
             history = get_history(parent, prop.key, passive=passive)
-            impl = state.manager[prop.key].impl
+            impl = _compat.attribute_impl(state, prop.key)
             children = list(history.unchanged) + [
                 o
                 for o in history.deleted

@@ -13,13 +13,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..exceptions import ChrononautException, DeadlockError, LockTimeoutError, RecordLockedError
 from ..settings import check_seconds
+from ..sqlstate import DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE, sqlstate
 from . import keys, optimistic
 from .records import check_lockable
 
@@ -27,13 +28,6 @@ from .records import check_lockable
 DEPTH_KEY = "chrononaut_lock_depth"
 #: Key in ``Session.info``: (transaction, advisory keys it took through ``lock()``).
 HELD_KEY = "chrononaut_held_keys"
-
-_LOCK_NOT_AVAILABLE = "55P03"
-_DEADLOCK_DETECTED = "40P01"
-
-
-def _pgcode(error: sa.exc.DBAPIError) -> str | None:
-    return getattr(error.orig, "pgcode", None)
 
 
 def lock_depth(session: Session) -> int:
@@ -94,22 +88,29 @@ class _Savepoint:
 
 def _translate(error: sa.exc.DBAPIError, described: str, timeout: float | None) -> Exception:
     """The chrononaut error for a lock wait PostgreSQL ended, or ``error`` itself."""
-    code = _pgcode(error)
-    if code == _LOCK_NOT_AVAILABLE and timeout is not None:
+    code = sqlstate(error)
+    if code == LOCK_NOT_AVAILABLE and timeout is not None:
         return LockTimeoutError(
             f"Timed out after {timeout}s waiting for the lock on {described}.", record=described
         )
-    if code == _LOCK_NOT_AVAILABLE:
+    if code == LOCK_NOT_AVAILABLE:
         return RecordLockedError(
             f"{described} is being written by another transaction.", record=described
         )
-    if code == _DEADLOCK_DETECTED:
+    if code == DEADLOCK_DETECTED:
         return DeadlockError(
             f"Deadlock while locking {described}; PostgreSQL aborted the transaction: roll "
             "back and retry.",
             record=described,
         )
     return error
+
+
+def _raise_translated(error: sa.exc.DBAPIError, described: str, timeout: float | None) -> NoReturn:
+    translated = _translate(error, described, timeout)
+    if translated is error:
+        raise error
+    raise translated from error
 
 
 def _take(
@@ -146,8 +147,8 @@ def _take(
                 f"SELECT CASE WHEN pg_advisory_xact_lock{suffix}(:k)::text = '' THEN {after} END",
                 k=key,
             )
-        except sa.exc.OperationalError as error:
-            raise _translate(error, described, timeout) from error
+        except sa.exc.DBAPIError as error:  # asyncpg's lock errors are no OperationalError
+            _raise_translated(error, described, timeout)
     return result
 
 
@@ -234,10 +235,10 @@ def _lock_and_refresh(
         barrier = _Savepoint(connection, "chrononaut_barrier")
         try:
             _refresh(session, records, lock={"read": True, "nowait": nowait})
-        except sa.exc.OperationalError as error:
-            raise _translate(
+        except sa.exc.DBAPIError as error:
+            _raise_translated(
                 error, keys.describe(records[0], identities[id(records[0])]), timeout
-            ) from error
+            )
         finally:
             barrier.undo()
 

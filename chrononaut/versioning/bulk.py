@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import ORMExecuteState
 
-from .. import context
+from .. import _compat, context
 from ..exceptions import ChrononautException
 from ..flush_writes import GUARD_INFO_KEY
 from ..settings import activate, deactivate, settings_for
@@ -42,8 +42,7 @@ from .recorder import refuse_history_insert, utcnow
 
 def _value_keys(mapper: Any, statement: Any, parameters: Any) -> set[str]:
     """Attribute keys an ORM UPDATE sets."""
-    raw = list((statement._values or {}).keys())
-    raw += [k for k, _ in (getattr(statement, "_ordered_values", None) or ())]  # gone in 2.1
+    raw = _compat.update_value_keys(statement)
     if isinstance(parameters, dict):
         raw += list(parameters)
     keys = set()

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapper
 
+from .. import _compat
 from ..exceptions import ConfigurationError, HiddenAttributeError, UntrackedAttributeError
 from .names import (
     CHANGE_INFO,
@@ -170,7 +171,7 @@ def _column_attrs(mapper: Mapper[Any]) -> dict[str, sa.Column[Any]]:
     """attribute key -> Column for the plain column attributes of ``mapper``."""
     out = {}
     # mapper.column_attrs would configure every mapper; this runs mid-declaration.
-    for prop in mapper._props.values():
+    for prop in mapper.iterate_properties:
         if not isinstance(prop, sa.orm.ColumnProperty):
             continue
         column = prop.columns[0]
@@ -180,7 +181,7 @@ def _column_attrs(mapper: Mapper[Any]) -> dict[str, sa.Column[Any]]:
 
 
 def _relationship_keys(mapper: Mapper[Any]) -> set[str]:
-    return {k for k, p in mapper._props.items() if isinstance(p, sa.orm.RelationshipProperty)}
+    return {p.key for p in mapper.iterate_properties if isinstance(p, sa.orm.RelationshipProperty)}
 
 
 def _resolve_names(
@@ -206,7 +207,7 @@ def _resolve_names(
 
 
 def _copy_column(column: sa.Column[Any], disabled: set[str], key: str) -> sa.Column[Any]:
-    copy = column._copy()
+    copy = _compat.copy_column(column)
     copy.unique = False
     copy.index = False
     copy.default = copy.server_default = None
@@ -291,8 +292,9 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
     }
     tracked_here = {k: c for k, c in own.items() if k not in hidden | untracked}
     # Load a column's old value when it is set unloaded, so history records it.
+    properties = {p.key: p for p in mapper.iterate_properties}
     for key in columns.keys() - untracked:
-        cast(sa.orm.ColumnProperty[Any], mapper._props[key]).active_history = True
+        cast(sa.orm.ColumnProperty[Any], properties[key]).active_history = True
 
     if parent_info is None:
         table, history_mapper = _build_base(cls, mapper, tracked_here, disabled, hidden, untracked)

@@ -166,7 +166,8 @@ def reserved_names() -> frozenset[str]:
 
 def _shadowing_class(mapper: Mapper[Any], cls: type[Any], name: str) -> type[Any] | None:
     """The class of ``cls``'s hierarchy that redefines chrononaut's ``name``, if any."""
-    prop = mapper._props.get(name)  # mapper.attrs would configure every mapper
+    # mapper.attrs would configure every mapper
+    prop = next((p for p in mapper.iterate_properties if p.key == name), None)
     if prop is not None:
         columns = getattr(prop, "columns", ())
         if columns and getattr(columns[0], "info", {}).get(INFO_KEY) is not None:

@@ -14,8 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import NO_VALUE
+from sqlalchemy.orm import NO_VALUE, Session
 
 from .. import context, flush_writes
 from ..exceptions import ChrononautException
