@@ -123,6 +123,23 @@ def session_class(base: type[Session]) -> type[Session]:
     return type(base.__name__, (ChrononautSessionMixin, base), {"__module__": base.__module__})
 
 
+def _sessions_made_before(scoped: scoped_session[Any]) -> list[Session]:
+    """Sessions ``scoped`` made before :func:`listen` changed its factory's class.
+
+    Every scope's with a ``scopefunc`` registry (Flask-SQLAlchemy's kind); with the
+    default thread-local registry, only the calling thread's: other threads'
+    sessions are out of reach.
+    """
+    registry = scoped.registry
+    scopes = getattr(registry, "registry", None)
+    if isinstance(scopes, dict):
+        made = list(scopes.values())
+    else:
+        made = [registry()] if registry.has() else []
+    factory_class = scoped.session_factory.class_
+    return [s for s in made if isinstance(s, Session) and not isinstance(s, factory_class)]
+
+
 def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
     """Version and guard everything flushed through ``session_or_factory``.
 
@@ -131,10 +148,16 @@ def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
 
         Session = sessionmaker(engine)
         chrononaut.listen(Session)
+
+    A ``scoped_session`` that already made its session (in this thread, or in any
+    scope of a ``scopefunc`` registry) has that session versioned too.
     """
     target = session_or_factory
     if isinstance(target, scoped_session):
         target = target.session_factory
+        target.class_ = session_class(target.class_)
+        for made in _sessions_made_before(session_or_factory):
+            listen(made, settings=settings)
     if isinstance(target, sessionmaker):
         target.class_ = session_class(target.class_)
     elif isinstance(target, Session):
@@ -156,5 +179,7 @@ def remove(session_or_factory: Any) -> None:
     target = session_or_factory
     if isinstance(target, scoped_session):
         target = target.session_factory
+        for made in _sessions_made_before(session_or_factory):
+            remove(made)
     versioning_listeners.remove(target)
     locking_listeners.remove(target)

@@ -24,7 +24,7 @@ from chrononaut import (
     Versioned,
 )
 
-KINDS = ["session", "sessionmaker", "scoped_session"]
+KINDS = ["session", "sessionmaker", "scoped_session", "scoped_session_used_before_listen"]
 
 
 @pytest.fixture
@@ -53,6 +53,9 @@ def _wire(kind, engine, settings=None):
         made = factory()
         return (lambda: made), (lambda: chrononaut.remove(factory)), made.close
     scoped = scoped_session(sessionmaker(engine))
+    if kind == "scoped_session_used_before_listen":
+        scoped.execute(sa.text("SELECT 1"))  # the scoped session makes its session now
+        scoped.commit()
     chrononaut.listen(scoped, settings=settings)
     return scoped, (lambda: chrononaut.remove(scoped)), scoped.remove
 
@@ -155,3 +158,27 @@ def test_remove_stops_the_guard_that_waits_for_locks(engine, Note, kind):
         session.commit()  # removed: no wait, no refusal
     cleanup()
     assert history_bodies(engine, Note) == []
+
+
+def test_listen_versions_the_session_every_scope_made_before_it(engine, Note):
+    scope = ["a"]
+    scoped = scoped_session(sessionmaker(engine), scopefunc=lambda: scope[0])
+    made_in_a = scoped()
+    scope[0] = "b"
+    made_in_b = scoped()
+    chrononaut.listen(scoped, settings=Settings(require_extra_change_info=False))
+    assert scoped() is made_in_b
+    for body, made in (("from a", made_in_a), ("from b", made_in_b)):
+        made.get(Note, 1).body = body
+        made.commit()
+    scope[0] = "c"
+    scoped.get(Note, 1).body = "from c"  # a session made after listen()
+    scoped.commit()
+    # history keeps prior states: the change made in c recorded "from b"
+    assert history_bodies(engine, Note) == [(0, "first"), (1, "from a"), (2, "from b")]
+    chrononaut.remove(scoped)
+    made_in_a.get(Note, 1).body = "unversioned"
+    made_in_a.commit()
+    assert len(history_bodies(engine, Note)) == 3
+    for made in (made_in_a, made_in_b, scoped()):
+        made.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -81,9 +81,10 @@ class _Savepoint:
         self.connection.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
 
     def undo(self) -> None:
-        self.connection.exec_driver_sql(
-            f"ROLLBACK TO SAVEPOINT {self.name}; RELEASE SAVEPOINT {self.name}"
-        )
+        # Two statements: asyncpg prepares every statement, and a prepared statement
+        # holds one command.
+        self.connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self.name}")
+        self.connection.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
 
 
 def _translate(error: sa.exc.DBAPIError, described: str, timeout: float | None) -> Exception:
@@ -104,13 +105,6 @@ def _translate(error: sa.exc.DBAPIError, described: str, timeout: float | None) 
             record=described,
         )
     return error
-
-
-def _raise_translated(error: sa.exc.DBAPIError, described: str, timeout: float | None) -> NoReturn:
-    translated = _translate(error, described, timeout)
-    if translated is error:
-        raise error
-    raise translated from error
 
 
 def _take(
@@ -147,8 +141,11 @@ def _take(
                 f"SELECT CASE WHEN pg_advisory_xact_lock{suffix}(:k)::text = '' THEN {after} END",
                 k=key,
             )
-        except sa.exc.DBAPIError as error:  # asyncpg's lock errors are no OperationalError
-            _raise_translated(error, described, timeout)
+        except sa.exc.DBAPIError as error:  # asyncpg's lock errors are not OperationalError
+            translated = _translate(error, described, timeout)
+            if translated is error:
+                raise
+            raise translated from error
     return result
 
 
@@ -236,9 +233,11 @@ def _lock_and_refresh(
         try:
             _refresh(session, records, lock={"read": True, "nowait": nowait})
         except sa.exc.DBAPIError as error:
-            _raise_translated(
-                error, keys.describe(records[0], identities[id(records[0])]), timeout
-            )
+            described = keys.describe(records[0], identities[id(records[0])])
+            translated = _translate(error, described, timeout)
+            if translated is error:
+                raise
+            raise translated from error
         finally:
             barrier.undo()
 
