@@ -57,8 +57,9 @@ def test_append_change_info_survives_a_failed_commit(Ticket, session):
     session.commit()
     with append_change_info(ticket, reason="merge"):
         ticket.title = "b"
-    session.execute(sa.text("CREATE UNIQUE INDEX ticket_title ON ticket (title)"))
-    session.execute(sa.text("INSERT INTO ticket (id, title, version) VALUES (2, 'b', 0)"))
+    with session.no_autoflush:  # SQLAlchemy 2.1 autoflushes before text() statements too
+        session.execute(sa.text("CREATE UNIQUE INDEX ticket_title ON ticket (title)"))
+        session.execute(sa.text("INSERT INTO ticket (id, title, version) VALUES (2, 'b', 0)"))
     with pytest.raises(sa.exc.IntegrityError):
         session.commit()
     session.rollback()

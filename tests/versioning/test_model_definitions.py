@@ -30,7 +30,7 @@ def test_computed_column_is_copied_to_history_as_a_plain_column(Base, engine, se
         id: Mapped[int] = mapped_column(primary_key=True)
         price: Mapped[int]
         qty: Mapped[int]
-        total: Mapped[int] = mapped_column(sa.Computed("price * qty"))
+        total: Mapped[int] = mapped_column(sa.Computed("price * qty", persisted=True))
 
     Base.metadata.create_all(engine)
     assert Line.__chrononaut__.history_table.c.total.computed is None

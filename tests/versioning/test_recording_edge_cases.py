@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 from freezegun import freeze_time
-from psycopg2.errors import UniqueViolation
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship, sessionmaker
 
 import chrononaut
 from chrononaut import Versioned
+from chrononaut.sqlstate import UNIQUE_VIOLATION, sqlstate
 
 
 def history_rows(session, model, *columns):
@@ -226,7 +226,7 @@ def test_failed_flush_writes_no_history_and_session_can_be_reused(session, Base)
     bob.email = "ada@example.com"
     with pytest.raises(IntegrityError) as exc_info:
         session.flush()
-    assert isinstance(exc_info.value.orig, UniqueViolation)
+    assert sqlstate(exc_info.value) == UNIQUE_VIOLATION
     session.rollback()
 
     assert history_rows(session, Account) == []
@@ -254,7 +254,7 @@ def test_failed_flush_in_savepoint_writes_no_history_and_transaction_goes_on(db)
     db.session.flush()
     with pytest.raises(IntegrityError) as exc_info, db.session.begin_nested():
         bob.email = "ada@lovelace.org"
-    assert isinstance(exc_info.value.orig, UniqueViolation)
+    assert sqlstate(exc_info.value) == UNIQUE_VIOLATION
     bob.email = "robert@example.com"
     db.session.commit()
 
