@@ -155,9 +155,10 @@ def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
     target = session_or_factory
     if isinstance(target, scoped_session):
         target = target.session_factory
-        target.class_ = session_class(target.class_)
-        for made in _sessions_made_before(session_or_factory):
-            listen(made, settings=settings)
+        if isinstance(target, sessionmaker):
+            target.class_ = session_class(target.class_)
+            for made in _sessions_made_before(session_or_factory):
+                listen(made, settings=settings)
     if isinstance(target, sessionmaker):
         target.class_ = session_class(target.class_)
     elif isinstance(target, Session):
@@ -179,7 +180,8 @@ def remove(session_or_factory: Any) -> None:
     target = session_or_factory
     if isinstance(target, scoped_session):
         target = target.session_factory
-        for made in _sessions_made_before(session_or_factory):
-            remove(made)
+        if isinstance(target, sessionmaker):
+            for made in _sessions_made_before(session_or_factory):
+                remove(made)
     versioning_listeners.remove(target)
     locking_listeners.remove(target)

@@ -9,6 +9,7 @@ duplicate key), and the helper must read the same code from psycopg2's
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import pytest
 import sqlalchemy as sa
@@ -76,6 +77,13 @@ async def _async_errors(url: sa.URL) -> list[sa.exc.DBAPIError]:
     return errors
 
 
+def _run_async_errors(url: sa.URL) -> list[sa.exc.DBAPIError]:
+    """``_async_errors`` in a thread of its own: the browser tests' Playwright leaves an
+    event loop running in the main thread, where ``asyncio.run`` is refused."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(_async_errors(url))).result(timeout=120)
+
+
 EXPECTED = [*RAISED, "22012", codes.UNIQUE_VIOLATION]  # 22012: division_by_zero
 
 
@@ -90,7 +98,7 @@ def test_sqlstate_of_sync_driver_errors(clean_database, driver):
 
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
 def test_sqlstate_of_async_driver_errors(clean_database, driver):
-    errors = asyncio.run(_async_errors(_url(clean_database, driver)))
+    errors = _run_async_errors(_url(clean_database, driver))
     assert [sqlstate(e) for e in errors] == EXPECTED
     assert [sqlstate(e.orig) for e in errors] == EXPECTED
 
@@ -99,7 +107,7 @@ def test_asyncpg_lock_errors_are_not_operational_errors_so_callers_catch_dbapi_e
     clean_database,
 ):
     """Why chrononaut catches DBAPIError, not OperationalError, around lock waits."""
-    errors = asyncio.run(_async_errors(_url(clean_database, "asyncpg")))
+    errors = _run_async_errors(_url(clean_database, "asyncpg"))
     lock_error = errors[RAISED.index(codes.LOCK_NOT_AVAILABLE)]
     assert not isinstance(lock_error, sa.exc.OperationalError)
     assert sqlstate(lock_error) == codes.LOCK_NOT_AVAILABLE
