@@ -704,4 +704,23 @@ MUTATIONS = [
         "replacement": "lock_wait=0,",
         "tests": ["tests/flask/test_leases_flask.py"],
     },
+    # --- stacks: SQLAlchemy 2.0/2.1, psycopg2/psycopg 3/asyncpg, without Flask ---
+    {
+        "id": "flask-glue-imported-eagerly",
+        "description": "import chrononaut imports the Flask extension again",
+        "file": "chrononaut/__init__.py",
+        "original": "if TYPE_CHECKING:\n"
+        "    from .extension import VersionedSQLAlchemy as VersionedSQLAlchemy\n",
+        "replacement": "from .extension import VersionedSQLAlchemy as VersionedSQLAlchemy\n\n"
+        "if TYPE_CHECKING:\n",
+        "tests": ["tests/test_without_flask.py"],
+    },
+    {
+        "id": "scoped-session-made-before-listen",
+        "description": "listen(scoped_session) leaves the session it already made unversioned",
+        "file": "chrononaut/session.py",
+        "original": "                listen(made, settings=settings)\n",
+        "replacement": "                pass\n",
+        "tests": ["tests/test_session.py"],
+    },
 ]
