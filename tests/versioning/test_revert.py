@@ -187,10 +187,9 @@ def test_revert_under_lock_refreshes_then_reverts(Note, note, session, session_f
 
 
 def test_revert_respects_another_owners_lease(Note, note, session, session_factory):
-    with session_factory() as other:
-        with chrononaut.acting_as("bob"):
-            other.get(Note, 1).acquire_lease()
-            other.commit()
+    with session_factory() as other, chrononaut.acting_as("bob"):
+        other.get(Note, 1).acquire_lease()
+        other.commit()
     with chrononaut.acting_as("alice"):
         note.revert_to(0)
         with pytest.raises(chrononaut.RecordLockedError):
