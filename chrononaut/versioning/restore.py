@@ -7,10 +7,13 @@ new instance of the class that row belongs to (the right subclass, for joined
 and single-table inheritance alike) from the row's tracked columns, adds it to
 the session and returns it. Nothing is written until the caller flushes: the
 insert then continues the key's version numbering after the deletion row (see
-``continue_numbering`` in the recorder), and goes through the flush guard as
-any insert does. Hidden and untracked columns, whose values history does not
-keep, start as for any new record: their column default (Python or server
-side) or NULL. Columns the database computes (``Computed``) are computed again.
+``continue_numbering`` in the recorder), as any insert of a known key does.
+The key's edit lease and ``lock()``, which the flush guard checks for changes
+and deletions only, are checked when ``restore()`` is called
+(:class:`~chrononaut.RecordLockedError` if someone else holds either). Hidden
+and untracked columns, whose values history does not keep, start as for any
+new record: their column default (Python or server side) or NULL. Columns the
+database computes (``Computed``) are computed again.
 
 ``change_info["restored"] = True`` rides on the instance as a pending
 top-level change_info entry (as ``append_change_info`` does for ``extra``): the
@@ -29,7 +32,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import context
-from ..exceptions import ChrononautException
+from ..exceptions import ChrononautException, RecordLockedError
+from ..locking import advisory, leases
 from ..locking.keys import describe, normalise_identity
 from .arguments import session_of, versioned_class
 from .history import versioning_info
@@ -113,4 +117,33 @@ def restore(session: Any, model: type[Any], *primary_key: Any) -> Any:
             setattr(obj, key, getattr(row, key))
     sa.inspect(obj).info[context.PENDING_TOP_INFO_KEY] = {"restored": True}
     session.add(obj)
+    try:
+        _refuse_if_held(session, obj, described)
+    except BaseException:
+        session.expunge(obj)
+        raise
     return obj
+
+
+def _refuse_if_held(session: Any, obj: Any, described: str) -> None:
+    """Raise :class:`RecordLockedError` if someone else holds the key's lease or ``lock()``.
+
+    The flush guard checks the records a flush changes or deletes, not inserts;
+    a key can still be held after its record was deleted (a lease not released,
+    a ``lock()`` of a transaction still running), and a restore honours that.
+    """
+    lease = leases.current_lease(obj)
+    if lease is not None and lease.owner != leases.acting_owner(session):
+        raise RecordLockedError(
+            f"{CALL}: {described} is being edited by {lease.owner} until "
+            f"{lease.expires_at:%Y-%m-%d %H:%M:%S %Z}; restore it after the lease ends, or "
+            "break the lease first.",
+            record=described,
+            owner=lease.owner,
+            expires_at=lease.expires_at,
+        )
+    if advisory.is_locked(obj):
+        raise RecordLockedError(
+            f"{CALL}: another transaction holds lock() on {described}; retry when it ends.",
+            record=described,
+        )

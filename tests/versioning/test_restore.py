@@ -240,3 +240,43 @@ def test_restore_then_revert_and_prune_work_together(Note, deleted_note, session
     assert chrononaut.prune(session, [Note], keep_last=1) == {Note: 2}  # deletion row kept
     session.expire_all()
     assert [(v.version, v.is_deletion) for v in note.versions()] == [(2, True), (3, False)]
+
+
+def test_restore_honours_another_owners_lease_on_the_key(Note, session):
+    with chrononaut.acting_as("bob"):
+        note = Note(id=1, title="a")
+        session.add(note)
+        session.commit()
+        note.acquire_lease()
+        session.delete(note)  # bob's own lease: allowed; the lease outlives the record
+        session.commit()
+    with chrononaut.acting_as("alice"), pytest.raises(chrononaut.RecordLockedError) as exc_info:
+        restore(session, Note, 1)
+    assert (exc_info.value.owner, exc_info.value.record) == ("bob", "Note(id=1)")
+    assert not session.new
+    session.rollback()
+    with chrononaut.acting_as("bob"):
+        restore(session, Note, 1)
+        session.commit()
+    assert session.get(Note, 1).title == "a"
+
+
+def test_restore_honours_another_transactions_lock_on_the_key(Note, session, engine):
+    from chrononaut.locking import keys
+
+    note = Note(id=1, title="a")
+    session.add(note)
+    session.commit()
+    session.delete(note)
+    session.commit()
+    key = keys.advisory_key(keys.table_name(Note), (1,))
+    with engine.connect() as other:
+        other.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        with pytest.raises(chrononaut.RecordLockedError, match="holds lock"):
+            restore(session, Note, 1)
+        assert not session.new
+        other.rollback()
+    session.rollback()
+    restore(session, Note, 1)
+    session.commit()
+    assert session.get(Note, 1).version == 1

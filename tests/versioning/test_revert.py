@@ -218,3 +218,90 @@ def test_revert_to_never_changed_record_raises(Note, session):
     with pytest.raises(VersionNotFoundError) as exc_info:
         fresh.revert_to(0)
     assert exc_info.value.oldest_kept is None
+
+
+def test_joined_inheritance_revert_sets_base_and_subclass_columns(Base, engine, session):
+    class Employee(Base, Versioned):
+        __tablename__ = "employee"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        type: Mapped[str] = mapped_column(sa.String(20))
+        __mapper_args__ = {"polymorphic_on": "type", "polymorphic_identity": "employee"}
+
+    class Engineer(Employee):
+        __tablename__ = "engineer"
+        __chrononaut_hidden__ = ["badge"]
+        id: Mapped[int] = mapped_column(sa.ForeignKey("employee.id"), primary_key=True)
+        language: Mapped[str | None]
+        badge: Mapped[str | None]
+        __mapper_args__ = {"polymorphic_identity": "engineer"}
+
+    Base.metadata.create_all(engine)
+    ada = Engineer(id=1, name="Ada", language="ml", badge="b0")
+    session.add(ada)
+    session.commit()
+    ada.name, ada.language, ada.badge = "Ada L.", "python", "b1"
+    session.commit()
+    ada.revert_to(0)
+    session.commit()
+    assert (ada.name, ada.language, ada.badge, ada.type, ada.version) == (
+        "Ada",
+        "ml",
+        "b1",
+        "engineer",
+        2,
+    )
+    row = ada.versions()[-1]
+    assert type(row).__name__ == "EngineerHistory" and row.language == "python"
+    assert row.change_info["reverted_to"] == 0
+
+
+def test_single_table_inheritance_revert_sets_subclass_columns(Base, engine, session):
+    class Employee(Base, Versioned):
+        __tablename__ = "employee"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        type: Mapped[str] = mapped_column(sa.String(20))
+        __mapper_args__ = {"polymorphic_on": "type", "polymorphic_identity": "employee"}
+
+    class Manager(Employee):
+        __chrononaut_hidden__ = ["salary"]
+        team: Mapped[str | None] = mapped_column(nullable=True)
+        salary: Mapped[int | None] = mapped_column(nullable=True)
+        __mapper_args__ = {"polymorphic_identity": "manager"}
+
+    Base.metadata.create_all(engine)
+    mia = Manager(id=1, name="Mia", team="A", salary=1)
+    session.add(mia)
+    session.commit()
+    mia.team, mia.salary = "B", 2
+    session.commit()
+    mia.revert_to(mia.versions()[0])
+    session.commit()
+    assert (mia.team, mia.salary, mia.version) == ("A", 2, 2)
+
+
+def test_composite_key_revert_and_prune(Base, engine, session):
+    class Shelf(Base, Versioned):
+        __tablename__ = "shelf"
+        region: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+        number: Mapped[int] = mapped_column(primary_key=True)
+        label: Mapped[str]
+
+    Base.metadata.create_all(engine)
+    shelves = [Shelf(region=r, number=n, label="l0") for r in ("eu", "us") for n in (1, 2, 3)]
+    session.add_all(shelves)
+    session.commit()
+    for i in range(1, 4):
+        for shelf in shelves:
+            shelf.label = f"l{i}"
+        session.commit()
+    assert chrononaut.prune(session, [Shelf], keep_last=1, batch_size=2) == {Shelf: 12}
+    session.expire_all()
+    for shelf in shelves:
+        assert [v.version for v in shelf.versions()] == [2]
+    shelves[0].revert_to(2)
+    session.commit()
+    assert shelves[0].label == "l2"
+    with pytest.raises(VersionNotFoundError, match="oldest kept version is 2"):
+        shelves[1].revert_to(1)
