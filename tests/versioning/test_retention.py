@@ -219,3 +219,21 @@ def test_overlapping_models_are_refused(Base, engine, session):
 
     with pytest.raises(ValueError, match="list Employee alone"):
         prune(session, [Employee, Manager], keep_last=1)
+
+
+def test_prune_does_not_wait_for_a_writer_nor_delete_its_uncommitted_row(
+    Note, session, session_factory, clean_database
+):
+    make_notes(session, Note, 1, 3)  # history versions 0, 1, 2
+    impatient = sa.create_engine(clean_database, connect_args={"options": "-c lock_timeout=2000"})
+    try:
+        with session_factory() as writer:
+            note = writer.get(Note, 1)
+            note.title = "in flight"
+            writer.flush()  # row lock on the note, history row 3 not committed
+            with session_factory(bind=impatient) as pruner:
+                assert prune(pruner, [Note], keep_last=1) == {Note: 2}  # 0 and 1
+            writer.commit()
+    finally:
+        impatient.dispose()
+    assert history_versions(session, Note) == {1: [2, 3]}  # keep_last + the one in flight
