@@ -78,7 +78,8 @@ def _mapped_bases() -> list[type[Any]]:
     """Every hierarchy base whose history table some live mapped class owns, newest last."""
     by_name: dict[str, type[Any]] = {}
     for table, cls in list(_model_of_history.items()):
-        if sa.inspect(cls).inherits is None:
+        mapper = sa.inspect(cls, raiseerr=False)  # None once its registry was disposed
+        if mapper is not None and mapper.inherits is None:
             by_name[table.fullname] = cls
     return list(by_name.values())
 
