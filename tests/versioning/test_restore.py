@@ -280,3 +280,21 @@ def test_restore_honours_another_transactions_lock_on_the_key(Note, session, eng
     restore(session, Note, 1)
     session.commit()
     assert session.get(Note, 1).version == 1
+
+
+def test_record_changes_models_carry_the_restored_mark_on_the_row(Base, engine, session):
+    class Memo(Base, Versioned, chrononaut.RecordChanges):
+        __tablename__ = "memo"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        text: Mapped[str]
+
+    Base.metadata.create_all(engine)
+    with chrononaut.acting_as("alice"):
+        memo = Memo(id=1, text="x")
+        session.add(memo)
+        session.commit()
+        session.delete(memo)
+        session.commit()
+        back = restore(session, Memo, 1)
+        session.commit()
+    assert (back.change_info["restored"], back.change_info["user_id"]) == (True, "alice")
