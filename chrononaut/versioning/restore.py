@@ -112,7 +112,7 @@ def restore(session: Any, model: type[Any], *primary_key: Any) -> Any:
             f"as chrononaut.restore(session, {cls.__name__}, ...)."
         )
     obj = sa.inspect(cls).class_manager.new_instance()
-    for key, column in versioning_info(cls).tracked.items():
+    for key, column in versioning_info(cls).policy.tracked.items():
         if column.computed is None:
             setattr(obj, key, getattr(row, key))
     sa.inspect(obj).info[context.PENDING_TOP_INFO_KEY] = {"restored": True}

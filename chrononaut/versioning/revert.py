@@ -86,7 +86,7 @@ def _revertable(cls: type[Any]) -> list[str]:
     mapper = sa.inspect(cls)
     discriminator = mapper.polymorphic_on
     keys = []
-    for key, column in info.tracked.items():
+    for key, column in info.policy.tracked.items():
         if key in info.pk_keys or column is discriminator:
             continue
         if column.computed is not None or column.onupdate is not None:
