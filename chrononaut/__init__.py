@@ -24,6 +24,7 @@ from .exceptions import HiddenAttributeError as HiddenAttributeError
 from .exceptions import LockTimeoutError as LockTimeoutError
 from .exceptions import RecordLockedError as RecordLockedError
 from .exceptions import UntrackedAttributeError as UntrackedAttributeError
+from .exceptions import VersionNotFoundError as VersionNotFoundError
 from .locking.advisory import lock as lock
 from .locking.leases import Lease as Lease
 from .locking.optimistic import retry_on_conflict as retry_on_conflict
@@ -34,6 +35,8 @@ from .versioning import HistoryBase as HistoryBase
 from .versioning import RecordChanges as RecordChanges
 from .versioning import Versioned as Versioned
 from .versioning.database_guard import enable_database_guard as enable_database_guard
+from .versioning.restore import restore as restore
+from .versioning.retention import prune as prune
 
 if TYPE_CHECKING:
     from .extension import VersionedSQLAlchemy as VersionedSQLAlchemy
@@ -63,6 +66,7 @@ __all__ = [
     "RecordLockedError",
     "Settings",
     "UntrackedAttributeError",
+    "VersionNotFoundError",
     "Versioned",
     "VersionedSQLAlchemy",
     "acting_as",
@@ -72,9 +76,11 @@ __all__ = [
     "extra_change_info",
     "listen",
     "lock",
+    "prune",
     "rationale",
     "register_error_handlers",
     "remove",
+    "restore",
     "retry_on_conflict",
     "set_etag",
     "suppress_versioning",
