@@ -64,11 +64,11 @@ def revert(doc_id: int) -> Response:
 def deleted_documents() -> list[Any]:
     """The newest deletion row of each deleted document, most recent first."""
     history = Document.__history_mapper__.class_
-    newest = (
-        sa.select(history)
-        .where(~sa.exists().where(Document.id == history.id))
-        .distinct(history.id)
-        .order_by(history.id, history.version.desc())
+    newer = sa.orm.aliased(history)
+    # No DISTINCT ON: SQLAlchemy 2.1 deprecates select().distinct(expression).
+    newest = sa.select(history).where(
+        ~sa.exists().where(Document.id == history.id),
+        ~sa.exists().where(newer.id == history.id, newer.version > history.version),
     )
     rows = [row for row in db.session.scalars(newest) if row.is_deletion]
     rows.sort(key=lambda row: row.changed, reverse=True)

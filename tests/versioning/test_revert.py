@@ -23,7 +23,9 @@ def Note(Base, engine):
         body: Mapped[str] = mapped_column(default="")
         secret: Mapped[str] = mapped_column(default="")
         views: Mapped[int] = mapped_column(default=0)
-        slug: Mapped[str] = mapped_column(sa.Computed("lower(title)"), nullable=True)
+        slug: Mapped[str] = mapped_column(
+            sa.Computed("lower(title)", persisted=True), nullable=True
+        )
 
     Base.metadata.create_all(engine)
     return Note
