@@ -11,9 +11,9 @@ from sqlalchemy.orm import Mapped, Mapper, Query, mapped_column
 
 from ..exceptions import ConfigurationError
 from ..locking import advisory, leases, optimistic
-from . import change_info, database_guard, queries
+from . import change_info, creations, database_guard, queries
 from .history import INFO_KEY, HistoryBase, VersioningInfo, build_history
-from .names import META_COLUMNS, VERSION
+from .names import RESERVED_COLUMNS, VERSION
 
 
 class Versioned:
@@ -184,7 +184,7 @@ def _refuse_reserved_names(mapper: Mapper[Any], cls: type[Any]) -> None:
         owner = _shadowing_class(mapper, cls, name)
         if owner is None:
             continue
-        if name in META_COLUMNS:
+        if name in RESERVED_COLUMNS:
             raise ConfigurationError(
                 f"{owner.__name__}.{name} clashes with the history table's own {name!r} "
                 f"column; rename the attribute and its column, e.g. {name}_value = "
@@ -204,6 +204,7 @@ def _build_history_for(mapper: Mapper[Any], cls: type[Any]) -> None:
     if len(info.history_tables) == 1 and not mapper.single:  # the hierarchy's base
         optimistic.configure_version_counter(mapper)
         leases.leases_table(cast(sa.Table, mapper.local_table).metadata)
+        creations.creations_table(cast(sa.Table, mapper.local_table).metadata)
     cls.__chrononaut__ = info
     cls.__history_mapper__ = info.history_mapper
     database_guard.configure(mapper)

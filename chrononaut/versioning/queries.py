@@ -16,6 +16,7 @@ from sqlalchemy.orm import Query, Session
 
 from ..exceptions import ChrononautException
 from .history import INFO_KEY, HistoryBase, versioning_info
+from .names import META_COLUMNS, TRANSACTION_ID
 
 
 def _session(obj: Any) -> Session:
@@ -88,7 +89,7 @@ def _data_keys(history_cls: type[Any]) -> list[str]:
     mapper = sa.inspect(history_cls)
     keys = []
     for prop in mapper.column_attrs:
-        if prop.columns[0].info.get(INFO_KEY) in ("version", "changed", "change_info"):
+        if prop.columns[0].info.get(INFO_KEY) in (*META_COLUMNS, TRANSACTION_ID):
             continue
         keys.append(prop.key)
     return keys
