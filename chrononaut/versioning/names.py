@@ -4,9 +4,10 @@ One place for the history table's own meta columns (``version``, ``changed``,
 ``change_info``, ``transaction_id``), so the history builder, the flush
 recorder, the bulk path, the queries and the database guard agree on them,
 and for the rule that fits a generated name into PostgreSQL's 63-byte
-identifiers. A name past the limit is cut and given a short hash of the full name, as SQLAlchemy's naming conventions
-do: the same model always gives the same name, so Alembic sees no change, and
-two long names that share a prefix get different names.
+identifiers. A name past the limit is cut and given a short hash of the full
+name, as SQLAlchemy's naming conventions do: the same model always gives the
+same name, so Alembic sees no change, and two long names that share a prefix
+get different names.
 """
 
 from __future__ import annotations
