@@ -246,8 +246,14 @@ def bulk_insert(orm_state: ORMExecuteState, cls: type[Any]) -> Any:
     finally:
         deactivate(token)
     statement = orm_state.statement
-    table = sa.inspect(cls).local_table
-    tracked = [table.c[c.key] for c in sa.inspect(cls).primary_key] + [table.c.version]
+    mapper = sa.inspect(cls)
+    version = mapper.get_property("version").columns[0]
+    pk = list(mapper.primary_key)
+    if _is_orm(statement):  # ORM attributes: a joined subclass's INSERTs each RETURN theirs
+        tracked = [getattr(cls, mapper.get_property_by_column(c).key) for c in pk]
+        tracked.append(cls.version)
+    else:
+        tracked = [*pk, version]
     asked = len(statement._returning)
     changed = datetime.now(timezone.utc)
     if asked:
@@ -255,15 +261,15 @@ def bulk_insert(orm_state: ORMExecuteState, cls: type[Any]) -> Any:
         frozen = orm_state.invoke_statement().freeze()
         rows = [tuple(row[asked:]) for row in frozen.data]
         result = frozen().columns(*range(asked))
-    elif _single_row(statement, orm_state.parameters):
-        orm_state.statement = statement.return_defaults(*tracked)
+    elif _single_row(statement, orm_state.parameters) or (
+        not _is_orm(statement) and not statement._multi_values and statement.select is None
+    ):
+        # The caller's CursorResult keeps inserted_primary_key and rowcount.
+        orm_state.statement = statement.return_defaults(*pk)
         result = orm_state.invoke_statement()
-        returned = result.returned_defaults
-        rows = [] if returned is None else [tuple(returned)]
-    elif not _is_orm(statement) and not statement._multi_values and statement.select is None:
-        orm_state.statement = statement.return_defaults(*tracked)
-        result = orm_state.invoke_statement()
-        rows = [tuple(r) for r in (result.returned_defaults_rows or [])]
+        keys_ = result.inserted_primary_key_rows
+        sent = result.context.compiled_parameters
+        rows = [(*k, p.get(version.key, 0)) for k, p in zip(keys_, sent, strict=False)]
     else:
         orm_state.statement = statement.returning(*tracked)
         rows = [tuple(r) for r in orm_state.invoke_statement().all()]
