@@ -224,9 +224,16 @@ def _is_orm(statement: Any) -> bool:
     return statement._propagate_attrs.get("compile_state_plugin") == "orm"
 
 
-def _single_row(statement: Any, parameters: Any) -> bool:
-    many = isinstance(parameters, list | tuple) and len(parameters) > 1
-    return not many and not statement._multi_values and statement.select is None
+def _keeps_cursor_result(statement: Any, parameters: Any) -> bool:
+    """Whether the caller gets a CursorResult (whose ``inserted_primary_key`` must work).
+
+    ORM statements with a list of parameter sets are ORM bulk INSERTs, whose
+    result has rows only when RETURNING is asked for; multi-VALUES and
+    INSERT ... SELECT report no keys without RETURNING.
+    """
+    if statement._multi_values or statement.select is not None:
+        return False
+    return not (_is_orm(statement) and isinstance(parameters, list | tuple))
 
 
 def bulk_insert(orm_state: ORMExecuteState, cls: type[Any]) -> Any:
@@ -261,9 +268,7 @@ def bulk_insert(orm_state: ORMExecuteState, cls: type[Any]) -> Any:
         frozen = orm_state.invoke_statement().freeze()
         rows = [tuple(row[asked:]) for row in frozen.data]
         result = frozen().columns(*range(asked))
-    elif _single_row(statement, orm_state.parameters) or (
-        not _is_orm(statement) and not statement._multi_values and statement.select is None
-    ):
+    elif _keeps_cursor_result(statement, orm_state.parameters):
         # The caller's CursorResult keeps inserted_primary_key and rowcount.
         orm_state.statement = statement.return_defaults(*pk)
         result = orm_state.invoke_statement()
