@@ -299,7 +299,9 @@ def _keyset(branch: str, cursor: _Cursor | None, order: list[Any], values: list[
         return order[0] < cursor.changed
     if branch < cursor.branch:
         return order[0] <= cursor.changed
-    return sa.tuple_(*order) < sa.tuple_(cursor.changed, *values, cursor.version)
+    given = [cursor.changed, *values, cursor.version]
+    bound = [sa.literal(v, c.type) for v, c in zip(given, order, strict=True)]
+    return sa.tuple_(*order) < sa.tuple_(*bound)
 
 
 def _identities(cls: type[Any]) -> list[Any] | None:

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Hashable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -176,12 +177,13 @@ class FlushCreations:
     def add(self, obj: Any) -> None:
         state = sa.inspect(obj)
         cls = type(obj)
-        if _has_pending(state) or not _default_actor(cls):
+        if _has_pending(state) or not _default_actor(cast(Hashable, cls)):
             info = dumps(self.builder.build(obj, state))
         else:
-            info = self._plain.get(cls)  # the same for every plain record of the class
-            if info is None:
-                info = self._plain[cls] = dumps(self.builder.build(obj, state))
+            plain = self._plain.get(cls)  # the same for every plain record of the class
+            if plain is None:
+                plain = self._plain[cls] = dumps(self.builder.build(obj, state))
+            info = plain
         self.pending.append((obj, info))
 
     def write(self, session: Session, changed: Any) -> None:
@@ -252,7 +254,7 @@ def bulk_insert(orm_state: ORMExecuteState, cls: type[Any]) -> Any:
         info = dumps(ChangeInfoBuilder(settings).build(None))
     finally:
         deactivate(token)
-    statement = orm_state.statement
+    statement: Any = orm_state.statement
     mapper = sa.inspect(cls)
     version = mapper.get_property("version").columns[0]
     pk = list(mapper.primary_key)
@@ -272,8 +274,8 @@ def bulk_insert(orm_state: ORMExecuteState, cls: type[Any]) -> Any:
         # The caller's CursorResult keeps inserted_primary_key and rowcount.
         orm_state.statement = statement.return_defaults(*pk)
         result = orm_state.invoke_statement()
-        keys_ = result.inserted_primary_key_rows
-        sent = result.context.compiled_parameters
+        keys_ = cast(Any, result).inserted_primary_key_rows
+        sent = cast(Any, result).context.compiled_parameters
         rows = [(*k, p.get(version.key, 0)) for k, p in zip(keys_, sent, strict=False)]
     else:
         orm_state.statement = statement.returning(*tracked)

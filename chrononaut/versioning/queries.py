@@ -95,7 +95,7 @@ def version_at(obj: Any, at: datetime) -> Any:
     """
     at = as_utc(at, "version_at(at)")
     query = versions_query(obj, after=at)
-    history_cls = query.column_descriptions[0]["entity"]
+    history_cls: Any = versioning_info(type(obj)).history_mapper.class_
     row = query.add_columns(_creation_changed(obj, history_cls.version)).first()
     if row is not None:
         found, created = row

@@ -310,7 +310,6 @@ def test_history_of_a_key_inserted_again_shows_both_creations(app, db, models):
 
 
 def test_history_without_a_creation_event_says_it_is_not_recorded(app, db, models):
-    Document, _ = models
     db.session.execute(sa.text("DELETE FROM chrononaut_creations"))
     db.session.commit()
     lines = run(app, "history", "Document", "1").output.splitlines()
@@ -318,7 +317,7 @@ def test_history_without_a_creation_event_says_it_is_not_recorded(app, db, model
 
 
 def test_activity_prints_the_newest_changes_across_models(app, db, models):
-    Document, Shelf = models
+    Document, _ = models
     edit(db, db.session.get(Document, 1), "bob", "Fix the title", title="Final", secret="x")
     result = run(app, "activity")
     assert result.exit_code == 0, result.output

@@ -37,6 +37,7 @@ def feed_indexes(history: str) -> set[tuple[str, ...]]:
         ("create_index", history, f"ix_{history}_transaction_id"),
     }
 
+
 #: A minimal ``env.py``: the test passes its connection and MetaData in ``config.attributes``.
 ENV_PY = """
 from alembic import context

@@ -215,7 +215,8 @@ def test_inheritance_creations_and_history_name_the_subclass(Base, engine, sessi
         __mapper_args__ = {"polymorphic_identity": "report"}
 
     Base.metadata.create_all(engine)
-    session.add_all([Doc(id=1, title="d"), Memo(id=2, title="m"), Report(id=3, title="r", pages=1)])
+    session.add_all([Doc(id=1, title="d"), Memo(id=2, title="m")])
+    session.add(Report(id=3, title="r", pages=1))
     session.commit()
     session.get(Doc, 2).title = "m2"
     report = session.get(Report, 3)
