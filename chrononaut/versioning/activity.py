@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import uuid
@@ -35,6 +36,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import array as postgresql_array
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.orm import Session, scoped_session
 
 from ..locking import keys
@@ -277,31 +279,81 @@ class _Filters:
     limit: int
     cursor: _Cursor | None
 
+    def shape(self) -> _Shape:
+        return _Shape(
+            user_id=self.user_id is not None,
+            since=self.since is not None,
+            until=self.until is not None,
+            transaction_id=self.transaction_id is not None,
+            cursor_branch=self.cursor.branch if self.cursor is not None else None,
+        )
 
-def _common(table: Any, filters: _Filters) -> list[Any]:
+    def values(self) -> dict[str, Any]:
+        """The values of the statement's bind parameters (see :class:`_Shape`)."""
+        values: dict[str, Any] = {
+            "user_id": self.user_id,
+            "since": self.since,
+            "until": self.until,
+            "transaction_id": self.transaction_id,
+            "limit": self.limit,
+        }
+        if self.cursor is not None:
+            values["c_changed"] = self.cursor.changed
+            values["c_version"] = self.cursor.version
+        return values
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What the statement of a call looks like: which filters it has, and where the
+    cursor's branch is. Calls of one shape share one statement (built and compiled
+    once); their values travel as bind parameters."""
+
+    user_id: bool
+    since: bool
+    until: bool
+    transaction_id: bool
+    cursor_branch: str | None
+
+
+def _common(table: Any, shape: _Shape) -> list[Any]:
     where = []
-    if filters.user_id is not None:
-        where.append(table.c[CHANGE_INFO]["user_id"].astext == filters.user_id)
-    if filters.since is not None:
-        where.append(table.c[CHANGED] >= filters.since)
-    if filters.until is not None:
-        where.append(table.c[CHANGED] < filters.until)
-    if filters.transaction_id is not None:
-        where.append(table.c[TRANSACTION_ID] == filters.transaction_id)
+    if shape.user_id:
+        user = sa.bindparam("user_id", None, type_=sa.Text)
+        where.append(table.c[CHANGE_INFO]["user_id"].astext == user)
+    if shape.since:
+        where.append(table.c[CHANGED] >= sa.bindparam("since", None, type_=_TIME))
+    if shape.until:
+        where.append(table.c[CHANGED] < sa.bindparam("until", None, type_=_TIME))
+    if shape.transaction_id:
+        tx = sa.bindparam("transaction_id", None, type_=sa.BigInteger)
+        where.append(table.c[TRANSACTION_ID] == tx)
     return where
 
 
-def _keyset(branch: str, cursor: _Cursor | None, order: list[Any], values: list[Any]) -> Any:
-    """The WHERE clause of a branch placing it after ``cursor`` (``order[0]`` is changed)."""
-    if cursor is None:
+_TIME = sa.DateTime(timezone=True)
+
+
+def _keyset(branch: str, shape: _Shape, order: list[Any]) -> Any:
+    """The WHERE clause of a branch placing it after the cursor (``order[0]`` is changed).
+
+    In the cursor's own branch the key is compared in full; ``c_key_<i>`` are
+    the key's columns (typed like them).
+    """
+    if shape.cursor_branch is None:
         return None
-    if branch > cursor.branch:
-        return order[0] < cursor.changed
-    if branch < cursor.branch:
-        return order[0] <= cursor.changed
-    given = [cursor.changed, *values, cursor.version]
-    bound = [sa.literal(v, c.type) for v, c in zip(given, order, strict=True)]
-    return sa.tuple_(*order) < sa.tuple_(*bound)
+    changed = sa.bindparam("c_changed", None, type_=_TIME)
+    if branch > shape.cursor_branch:
+        return order[0] < changed
+    if branch < shape.cursor_branch:
+        return order[0] <= changed
+    keys_ = [sa.bindparam(f"c_key_{i}", None, type_=c.type) for i, c in enumerate(order[1:-1])]
+    version = sa.bindparam("c_version", None, type_=sa.Integer)
+    return sa.tuple_(*order) < sa.tuple_(changed, *keys_, version)
+
+
+def _limit_param() -> Any:
+    return sa.bindparam("limit", None, type_=sa.Integer)
 
 
 def _identities(cls: type[Any]) -> list[Any] | None:
@@ -312,22 +364,21 @@ def _identities(cls: type[Any]) -> list[Any] | None:
     return [m.polymorphic_identity for m in mapper.self_and_descendants]
 
 
-def _history_branch(cls: type[Any], filters: _Filters, classes: list[type[Any]]) -> Any:
+def _history_branch(cls: type[Any], shape: _Shape, classes: tuple[type[Any], ...]) -> Any:
     base = _base(cls)
     info = versioning_info(base)
     history = info.history_table
     mapper = sa.inspect(base)
     pk = [history.c[info.history_mapper.get_property(k).columns[0].key] for k in info.pk_keys]
     branch = f"h:{history.fullname}"
-    where = _common(history, filters)
+    where = _common(history, shape)
     discriminator = _discriminator(info)
     identities = _subclass_filter(classes)
     if identities is not None and discriminator is not None:
         where.append(discriminator.in_(identities))
     order = [history.c[CHANGED], *pk, history.c[VERSION]]
-    if filters.cursor is not None:
-        values = _typed_key(base, filters.cursor.key) if branch == filters.cursor.branch else []
-        where.append(_keyset(branch, filters.cursor, order, values))
+    if shape.cursor_branch is not None:
+        where.append(_keyset(branch, shape, order))
     entity = discriminator.label("entity") if discriminator is not None else sa.null()
     inner = (
         sa.select(
@@ -341,7 +392,7 @@ def _history_branch(cls: type[Any], filters: _Filters, classes: list[type[Any]])
         )
         .where(*where)
         .order_by(*[c.desc() for c in order])
-        .limit(filters.limit)
+        .limit(_limit_param())
         .subquery()
     )
     pks = [inner.c[f"pk_{i}"] for i in range(len(pk))]
@@ -368,7 +419,7 @@ def _discriminator(info: Any) -> Any:
     return mapper.polymorphic_on if mapper.polymorphic_on is not None else None
 
 
-def _subclass_filter(classes: list[type[Any]]) -> list[Any] | None:
+def _subclass_filter(classes: tuple[type[Any], ...]) -> list[Any] | None:
     """Polymorphic identities the feed keeps, or None for every row of the hierarchy."""
     found: list[Any] = []
     for cls in classes:
@@ -449,18 +500,18 @@ def _changed_columns(info: Any, mapper: Any, inner: Any, following: Any) -> Any:
     return sa.case((following.c.found.is_(None), sa.null()), else_=array)
 
 
-def _creation_branch(cls: type[Any], filters: _Filters, classes: list[type[Any]]) -> Any:
+def _creation_branch(cls: type[Any], shape: _Shape, classes: tuple[type[Any], ...]) -> Any:
     base = _base(cls)
     table = table_of(base)
     name = keys.table_name(base)
     branch = f"c:{name}"
-    where = [table.c.table_name == name, *_common(table, filters)]
+    where = [table.c.table_name == name, *_common(table, shape)]
     identities = _subclass_filter(classes)
     if identities is not None:
         where.append(table.c.entity.in_([str(i) for i in identities]))
     order = [table.c[CHANGED], table.c.record_key, table.c[VERSION]]
-    if filters.cursor is not None:
-        where.append(_keyset(branch, filters.cursor, order, [filters.cursor.key]))
+    if shape.cursor_branch is not None:
+        where.append(_keyset(branch, shape, order))
     inner = (
         sa.select(
             table.c[CHANGED].label("changed"),
@@ -472,7 +523,7 @@ def _creation_branch(cls: type[Any], filters: _Filters, classes: list[type[Any]]
         )
         .where(*where)
         .order_by(*[c.desc() for c in order])
-        .limit(filters.limit)
+        .limit(_limit_param())
         .subquery()
     )
     rank = sa.func.row_number().over(
@@ -491,18 +542,45 @@ def _creation_branch(cls: type[Any], filters: _Filters, classes: list[type[Any]]
     )
 
 
-def feed_statement(hierarchies: dict[type[Any], list[type[Any]]], filters: _Filters) -> Any:
+_Hierarchies = tuple[tuple[type[Any], tuple[type[Any], ...]], ...]
+
+
+def feed_statement(hierarchies: _Hierarchies, shape: _Shape) -> Any:
     """The one statement of a page: both branches of every hierarchy, merged and limited."""
     branches = []
-    for base, classes in hierarchies.items():
-        branches.append(_history_branch(base, filters, classes))
-        branches.append(_creation_branch(base, filters, classes))
+    for base, classes in hierarchies:
+        branches.append(_history_branch(base, shape, classes))
+        branches.append(_creation_branch(base, shape, classes))
     feed = sa.union_all(*branches).subquery("chrononaut_feed")
     return (
         sa.select(feed)
         .order_by(feed.c.changed.desc(), feed.c.branch.desc(), feed.c.rank)
-        .limit(filters.limit)
+        .limit(_limit_param())
     )
+
+
+_NAMED = PGDialect(paramstyle="named")
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(hierarchies: _Hierarchies, shape: _Shape) -> tuple[Any, dict[str, Any]]:
+    """The statement of ``shape`` as SQL text, and its constant parameters.
+
+    Building and compiling the statement costs far more than running it; the
+    text (with typed bind parameters) is cheap for SQLAlchemy to cache, so a
+    call costs one round trip and the rows' Python.
+    """
+    compiled = feed_statement(hierarchies, shape).compile(
+        dialect=_NAMED, compile_kwargs={"render_postcompile": True}
+    )
+    variable = {"user_id", "since", "until", "transaction_id", "limit", "c_changed", "c_version"}
+    typed = [
+        sa.bindparam(name, type_=bind.type)
+        for name, bind in compiled.binds.items()
+        if name in variable or name.startswith("c_key_")
+    ]
+    constants = {k: v for k, v in compiled.params.items() if k not in {b.key for b in typed}}
+    return sa.text(compiled.string).bindparams(*typed), constants
 
 
 # --- rows -> entries ----------------------------------------------------------------------
@@ -637,16 +715,22 @@ def activity(
     hierarchies: dict[type[Any], list[type[Any]]] = {}
     for cls in chosen:
         hierarchies.setdefault(_base(cls), []).append(cls)
-    if filters.cursor is not None and filters.cursor.branch in _branches(hierarchies):
-        base = _branches(hierarchies)[filters.cursor.branch]
-        if filters.cursor.branch.startswith("h:"):
-            _typed_key(base, filters.cursor.key)  # a malformed key fails here, before SQL
+    bases = _branches(hierarchies)
+    values = filters.values()
+    cursor = filters.cursor
+    if cursor is not None and cursor.branch in bases:  # its key, typed for its branch
+        if cursor.branch.startswith("h:"):
+            key = _typed_key(bases[cursor.branch], cursor.key)  # malformed: raises, before SQL
+        else:
+            key = [cursor.key]
+        values.update({f"c_key_{i}": value for i, value in enumerate(key)})
     if not hierarchies:
         return []
-    bases = _branches(hierarchies)
-    statement = feed_statement(hierarchies, filters)
-    mapper = sa.inspect(next(iter(hierarchies)))
-    rows = session.connection(bind_arguments={"mapper": mapper}).execute(statement)
+    frozen = tuple((base, tuple(classes)) for base, classes in hierarchies.items())
+    statement, constants = _compiled(frozen, filters.shape())
+    mapper = sa.inspect(frozen[0][0])
+    connection = session.connection(bind_arguments={"mapper": mapper})
+    rows = connection.execute(statement, {**constants, **values})
     return [_entry(row, bases) for row in rows]
 
 
