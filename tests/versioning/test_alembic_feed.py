@@ -60,9 +60,7 @@ def test_autogenerate_adds_the_column_indexes_and_creations_table(engine, Base):
                 default = op.column.server_default
                 op.column.server_default = None
                 operations.invoke(op)
-                operations.alter_column(
-                    op.table_name, op.column.name, server_default=default.arg
-                )
+                operations.alter_column(op.table_name, op.column.name, server_default=default.arg)
             else:
                 operations.invoke(op)
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
