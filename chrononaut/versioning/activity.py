@@ -349,7 +349,8 @@ def _keyset(branch: str, shape: _Shape, order: list[Any]) -> Any:
         return order[0] <= changed
     keys_ = [sa.bindparam(f"c_key_{i}", None, type_=c.type) for i, c in enumerate(order[1:-1])]
     version = sa.bindparam("c_version", None, type_=sa.Integer)
-    return sa.tuple_(*order) < sa.tuple_(changed, *keys_, version)
+    # ``changed <=`` too: an index on (..., changed) without the key still bounds the scan.
+    return sa.and_(order[0] <= changed, sa.tuple_(*order) < sa.tuple_(changed, *keys_, version))
 
 
 def _limit_param() -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Hashable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine.result import null_result
 from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm.attributes import instance_state
 
 from .. import context
 from ..locking import keys
@@ -58,8 +60,9 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
 
     Like ``chrononaut_leases`` it takes the MetaData's schema. Its primary key
     ``(table_name, record_key, version)`` finds a record's creation;
-    ``(table_name, changed, record_key, version)`` serves the activity feed's
-    order and paging, and ``transaction_id`` its changesets.
+    ``(table_name, changed)`` serves the activity feed's order and paging, and a
+    BRIN index on ``transaction_id`` (which grows with the table, as BRIN
+    wants) its changesets; both cost little per insert.
     """
     existing = find_creations_table(metadata)
     if existing is not None:
@@ -81,14 +84,15 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
         ),
         comment="Creation events of versioned records, written by chrononaut",
     )
+    # Narrow on purpose: every insert pays for these. Ties of ``changed`` (a flush's
+    # or a statement's records) are ordered by an incremental sort on the page.
+    sa.Index(f"ix_{TABLE_NAME}_changed", table.c.table_name, table.c.changed)
     sa.Index(
-        f"ix_{TABLE_NAME}_changed",
-        table.c.table_name,
-        table.c.changed,
-        table.c.record_key,
-        table.c.version,
+        f"ix_{TABLE_NAME}_{TRANSACTION_ID}",
+        table.c[TRANSACTION_ID],
+        postgresql_using="brin",
+        postgresql_with={"autosummarize": "on"},
     )
-    sa.Index(f"ix_{TABLE_NAME}_{TRANSACTION_ID}", table.c[TRANSACTION_ID])
     return table
 
 
@@ -97,54 +101,132 @@ def table_of(cls: type[Any]) -> sa.Table:
     return creations_table(sa.inspect(cls).base_mapper.local_table.metadata)
 
 
-@functools.lru_cache(maxsize=64)
-def _insert_sql(table: sa.Table) -> Any:
-    """One INSERT of many events, the values as arrays: the same statement for any count."""
+@functools.lru_cache(maxsize=256)
+def _insert_sql(table: sa.Table, integer: bool, uniform: bool) -> Any:
+    """One INSERT of a class's events, the values as arrays: the same statement for any count.
+
+    ``integer``: the keys travel as a bigint array and become record keys in
+    SQL (``[42]``); ``uniform``: one change_info for every row, sent once.
+    """
     name = qualified_name(table)
+    key = "'[' || k || ']'" if integer else "k"
+    info = "CAST(:info AS jsonb)" if uniform else "CAST(i AS jsonb)"
+    arrays = [f"CAST(:k AS {'bigint' if integer else 'text'}[])", "CAST(:v AS integer[])"]
+    columns = ["k", "v"]
+    if not uniform:
+        arrays.append("CAST(:i AS text[])")
+        columns.append("i")
+    binds: list[Any] = [
+        sa.bindparam("changed", type_=sa.DateTime(timezone=True)),
+        sa.bindparam("t", type_=sa.Text),
+        sa.bindparam("e", type_=sa.Text),
+        sa.bindparam("k", type_=ARRAY(sa.BigInteger if integer else sa.Text)),
+        sa.bindparam("v", type_=ARRAY(sa.Integer)),
+        sa.bindparam("info", type_=sa.Text)
+        if uniform
+        else sa.bindparam("i", type_=ARRAY(sa.Text)),
+    ]
     return sa.text(
         f"INSERT INTO {name} (table_name, record_key, version, entity, changed, change_info) "
-        "SELECT t, k, v, e, :changed, CAST(i AS jsonb) "
-        "FROM unnest(CAST(:t AS text[]), CAST(:k AS text[]), CAST(:v AS integer[]), "
-        "CAST(:e AS text[]), CAST(:i AS text[])) AS u(t, k, v, e, i) "
+        f"SELECT :t, {key}, v, :e, :changed, {info} "
+        f"FROM unnest({', '.join(arrays)}) AS u({', '.join(columns)}) "
         "ON CONFLICT (table_name, record_key, version) DO UPDATE SET "
         "entity = excluded.entity, changed = excluded.changed, "
         "change_info = excluded.change_info, transaction_id = excluded.transaction_id"
-    ).bindparams(
-        sa.bindparam("changed", type_=sa.DateTime(timezone=True)),
-        sa.bindparam("t", type_=ARRAY(sa.Text)),
-        sa.bindparam("k", type_=ARRAY(sa.Text)),
-        sa.bindparam("v", type_=ARRAY(sa.Integer)),
-        sa.bindparam("e", type_=ARRAY(sa.Text)),
-        sa.bindparam("i", type_=ARRAY(sa.Text)),
+    ).bindparams(*binds)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What writing a versioned class's creation events needs, worked out once."""
+
+    table: sa.Table
+    table_name: str
+    entity: str | None
+    mapper: Any
+    #: the attribute key of a single integer primary key, else None
+    integer_key: str | None
+    pk_keys: tuple[str, ...]
+    default_actor: bool
+
+
+@functools.lru_cache(maxsize=1024)
+def _kind(cls: type[Any]) -> _Kind:
+    from .mixin import Versioned
+
+    mapper = sa.inspect(cls)
+    pk_keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+    integer = len(pk_keys) == 1 and isinstance(mapper.primary_key[0].type, sa.Integer)
+    entity = mapper.polymorphic_identity
+    return _Kind(
+        table=table_of(cls),
+        table_name=keys.table_name(cls),
+        entity=None if entity is None else str(entity),
+        mapper=mapper,
+        integer_key=pk_keys[0] if integer else None,
+        pk_keys=pk_keys,
+        default_actor=(
+            cls._fetch_current_user_id is Versioned._fetch_current_user_id
+            and cls._fetch_remote_addr is Versioned._fetch_remote_addr
+        ),
     )
 
 
-class Events:
-    """Creation events to write: one statement per creations table."""
+class _Group:
+    """The events of one class: keys, versions, and their change_info (one or one each)."""
 
     def __init__(self) -> None:
-        self.by_table: dict[sa.Table, dict[str, list[Any]]] = {}
-        self.connection_mapper: dict[sa.Table, Any] = {}
+        self.keys: list[Any] = []
+        self.versions: list[int] = []
+        self.infos: list[str] = []
+
+
+class Events:
+    """Creation events to write: one statement per class."""
+
+    def __init__(self) -> None:
+        self.groups: dict[type[Any], _Group] = {}
 
     def add(self, cls: type[Any], identity: tuple[Any, ...], version: int, info: str) -> None:
-        table = table_of(cls)
-        columns = self.by_table.get(table)
-        if columns is None:
-            columns = self.by_table[table] = {"t": [], "k": [], "v": [], "e": [], "i": []}
-            self.connection_mapper[table] = sa.inspect(cls)
-        mapper = sa.inspect(cls)
-        entity = mapper.polymorphic_identity
-        columns["t"].append(keys.table_name(cls))
-        columns["k"].append(_record_key(cls, identity))
-        columns["v"].append(version)
-        columns["e"].append(None if entity is None else str(entity))
-        columns["i"].append(info)
+        kind = _kind(cast(Hashable, cls))
+        group = self.groups.get(cls)
+        if group is None:
+            group = self.groups[cls] = _Group()
+        if kind.integer_key is not None and type(identity[0]) is int:
+            group.keys.append(identity[0])
+        else:
+            group.keys.append(_record_key(cls, identity))
+        group.versions.append(version)
+        group.infos.append(info)
 
     def write(self, session: Session, changed: Any) -> None:
-        for table, columns in self.by_table.items():
-            mapper = self.connection_mapper[table]
-            connection = session.connection(bind_arguments={"mapper": mapper})
-            connection.execute(_insert_sql(table), {"changed": changed, **columns})
+        for cls, group in self.groups.items():
+            write_group(session, cls, group, changed)
+
+
+def write_group(session: Session, cls: type[Any], group: _Group, changed: Any) -> None:
+    """Insert one class's events in one statement."""
+    if not group.keys:
+        return
+    kind = _kind(cast(Hashable, cls))
+    integer = kind.integer_key is not None and all(type(k) is int for k in group.keys)
+    if not integer and kind.integer_key is not None:
+        group.keys = [k if isinstance(k, str) else _record_key(cls, (k,)) for k in group.keys]
+    first = group.infos[0]
+    uniform = all(info is first or info == first for info in group.infos)
+    params: dict[str, Any] = {
+        "changed": changed,
+        "t": kind.table_name,
+        "e": kind.entity,
+        "k": group.keys,
+        "v": group.versions,
+    }
+    if uniform:
+        params["info"] = first
+    else:
+        params["i"] = group.infos
+    connection = session.connection(bind_arguments={"mapper": kind.mapper})
+    connection.execute(_insert_sql(kind.table, integer, uniform), params)
 
 
 def _record_key(cls: type[Any], identity: tuple[Any, ...]) -> str:
@@ -167,56 +249,64 @@ def dumps(change_info: dict[str, Any]) -> str:
 
 
 class FlushCreations:
-    """The new versioned records of one flush and their change_info, built before it."""
+    """The new versioned records of one flush and their change_info, built before it.
+
+    Records without pending info of classes that keep the default actor hooks
+    share one change_info per class, built once: per record, the flush only
+    reads its key and version.
+    """
 
     def __init__(self, builder: ChangeInfoBuilder) -> None:
         self.builder = builder
-        self.pending: list[tuple[Any, str]] = []
-        self._plain: dict[type[Any], str] = {}
+        #: class -> (shared change_info, records)
+        self.plain: dict[type[Any], tuple[str, list[Any]]] = {}
+        #: (record, its own change_info)
+        self.own: list[tuple[Any, str]] = []
 
     def add(self, obj: Any) -> None:
-        state = sa.inspect(obj)
+        state = instance_state(obj)
         cls = type(obj)
-        if _has_pending(state) or not _default_actor(cast(Hashable, cls)):
-            info = dumps(self.builder.build(obj, state))
-        else:
-            plain = self._plain.get(cls)  # the same for every plain record of the class
-            if plain is None:
-                plain = self._plain[cls] = dumps(self.builder.build(obj, state))
-            info = plain
-        self.pending.append((obj, info))
+        info: dict[str, Any] = state.__dict__.get("info") or {}  # InstanceState.info, if used
+        pending = context.PENDING_INFO_KEY in info or context.PENDING_TOP_INFO_KEY in info
+        if pending or not _kind(cast(Hashable, cls)).default_actor:
+            self.own.append((obj, dumps(self.builder.build(obj, state))))
+            return
+        found = self.plain.get(cls)
+        if found is None:
+            found = self.plain[cls] = (dumps(self.builder.build(obj, state)), [])
+        found[1].append(obj)
 
     def write(self, session: Session, changed: Any) -> None:
         """Insert the events, now that the flush's INSERTs gave the records their keys."""
         events = Events()
-        for obj, info in self.pending:
-            state = sa.inspect(obj)
-            identity = state.mapper.primary_key_from_instance(obj)
-            version = state.dict.get("version")
-            if version is None:
-                version = obj.version
-            events.add(type(obj), tuple(identity), version, info)
+        for cls, (info, objs) in self.plain.items():
+            kind = _kind(cast(Hashable, cls))
+            group = events.groups.setdefault(cls, _Group())
+            if kind.integer_key is not None:
+                key = kind.integer_key
+                group.keys += [obj.__dict__[key] for obj in objs]
+            else:
+                group.keys += [_record_key(cls, _identity(kind, obj)) for obj in objs]
+            group.versions += [_version(obj) for obj in objs]
+            group.infos += [info] * len(objs)
+        for obj, info in self.own:
+            events.add(
+                type(obj), _identity(_kind(cast(Hashable, type(obj))), obj), _version(obj), info
+            )
+            state = instance_state(obj)
             state.info.pop(context.PENDING_INFO_KEY, None)
             state.info.pop(context.PENDING_TOP_INFO_KEY, None)
         events.write(session, changed)
 
 
-def _has_pending(state: Any) -> bool:
-    info = state.info
-    return bool(info) and (
-        context.PENDING_INFO_KEY in info or context.PENDING_TOP_INFO_KEY in info
-    )
+def _identity(kind: _Kind, obj: Any) -> tuple[Any, ...]:
+    values = obj.__dict__
+    return tuple(values[key] if key in values else getattr(obj, key) for key in kind.pk_keys)
 
 
-@functools.lru_cache(maxsize=1024)
-def _default_actor(cls: type[Any]) -> bool:
-    """Whether ``cls`` records the default user and address (no override of the hooks)."""
-    from .mixin import Versioned
-
-    return (
-        cls._fetch_current_user_id is Versioned._fetch_current_user_id
-        and cls._fetch_remote_addr is Versioned._fetch_remote_addr
-    )
+def _version(obj: Any) -> int:
+    version = obj.__dict__.get("version")
+    return obj.version if version is None else version
 
 
 # --- bulk INSERT statements -----------------------------------------------------------
