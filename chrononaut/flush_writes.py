@@ -77,6 +77,11 @@ class FlushWrites:
     changes: list[RecordWrite] = field(default_factory=list)
     untracked_only: list[RecordWrite] = field(default_factory=list)
     deletes: list[Any] = field(default_factory=list)
+    #: the session's new, dirty and deleted objects as the flush began (``Session.new``,
+    #: ``.dirty`` and ``.deleted`` build a new set on each access: read them here)
+    new: list[Any] = field(default_factory=list)
+    dirty: list[Any] = field(default_factory=list)
+    deleted: list[Any] = field(default_factory=list)
 
     @property
     def guarded(self) -> list[Any]:
@@ -105,15 +110,16 @@ def examine(obj: Any) -> RecordWrite:
     """What a flush would write for the persistent versioned ``obj``."""
     state = sa.inspect(obj)
     info = type(obj).__chrononaut__
+    policy = info.policy
     mapper = state.mapper
     write = RecordWrite(obj)
     committed = state.committed_state
     for key in committed:
-        if key in info.tracked:
+        if key in policy.tracked:
             group: Any = write.tracked
-        elif key in info.hidden:
+        elif key in policy.hidden_keys:
             group = write.hidden
-        elif key in info.untracked:
+        elif key in policy.untracked_keys:
             group = None
         else:
             continue
@@ -140,9 +146,9 @@ def examine(obj: Any) -> RecordWrite:
                 continue
             for column in prop.local_columns:
                 key = mapper.get_property_by_column(column).key
-                if key in info.tracked:
+                if key in policy.tracked:
                     write.tracked.add(key)
-        elif prop.uselist and prop.key not in info.untracked_relationships:
+        elif prop.uselist and prop.key not in policy.untracked_relationships:
             added = [o for o in history.added if o is not None]
             removed = [o for o in history.deleted if o is not None]
             if added or removed:
@@ -156,14 +162,14 @@ def _is_orphan(obj: Any) -> bool:
     return state.key is not None and bool(state.mapper._is_orphan(state))
 
 
-def _orphans(session: Session) -> list[Any]:
-    """Versioned persistent records the flush deletes as orphans, not in ``session.deleted``.
+def _orphans(dirty: list[Any], deleted: Any) -> list[Any]:
+    """Versioned persistent records the flush deletes as orphans, not in ``deleted``.
 
     An orphan removed from its parent's collection without a backref is not
     dirty itself: look at the removed members of every dirty parent too.
     """
-    candidates = [o for o in session.dirty if is_versioned(o)]
-    for parent in session.dirty:
+    candidates = [o for o in dirty if is_versioned(o)]
+    for parent in dirty:
         state = sa.inspect(parent)
         for prop in state.mapper.relationships:
             if not prop.cascade.delete_orphan or prop.key not in state.committed_state:
@@ -173,7 +179,7 @@ def _orphans(session: Session) -> list[Any]:
     seen: set[int] = set()
     found = []
     for obj in candidates:
-        if id(obj) in seen or obj in session.deleted:
+        if id(obj) in seen or obj in deleted:
             continue
         seen.add(id(obj))
         if _is_orphan(obj):
@@ -181,7 +187,7 @@ def _orphans(session: Session) -> list[Any]:
     return found
 
 
-def _detached_children(session: Session, deletes: list[Any]) -> list[tuple[Any, set[str]]]:
+def _detached_children(deleted: Any, deletes: list[Any]) -> list[tuple[Any, set[str]]]:
     """(child, tracked foreign key keys) for versioned children deleted parents detach.
 
     The ORM nulls the foreign key of a deleted parent's children when the
@@ -190,7 +196,7 @@ def _detached_children(session: Session, deletes: list[Any]) -> list[tuple[Any, 
     """
     deleting = {id(o) for o in deletes}
     out = []
-    for parent in session.deleted:
+    for parent in deleted:
         state = sa.inspect(parent)
         for prop in state.mapper.relationships:
             if (
@@ -211,13 +217,47 @@ def _detached_children(session: Session, deletes: list[Any]) -> list[tuple[Any, 
             for child in children:
                 if child is None or not is_versioned(child) or id(child) in deleting:
                     continue
-                child_state = sa.inspect(child)
-                if child_state.key is None:
+                if sa.inspect(child).key is None:
                     continue
-                info = type(child).__chrononaut__
-                keys = {
-                    child_state.mapper.get_property_by_column(c).key for c in prop.remote_side
-                } & set(info.tracked)
+                keys = _foreign_keys(prop, child)
+                if keys:
+                    out.append((child, keys))
+    return out
+
+
+def _foreign_keys(prop: Any, child: Any) -> set[str]:
+    """The tracked attribute keys of ``child`` that one-to-many ``prop`` sets."""
+    child_state = sa.inspect(child)
+    info = type(child).__chrononaut__
+    return {
+        child_state.mapper.get_property_by_column(c).key for c in prop.remote_side
+    } & info.policy.tracked.keys()
+
+
+def _moved_children(dirty: list[Any], deleting: set[int]) -> list[tuple[Any, set[str]]]:
+    """(child, tracked foreign key keys) for versioned children the flush moves or detaches.
+
+    A child added to or removed from a parent's one-to-many collection gets its
+    foreign key set by the flush itself; without a backref nothing in the
+    session has changed the child before it.
+    """
+    out = []
+    for parent in dirty:
+        state = sa.inspect(parent)
+        for prop in state.mapper.relationships:
+            if (
+                prop.direction.name != "ONETOMANY"
+                or prop.viewonly
+                or prop.key not in state.committed_state
+            ):
+                continue
+            history = get_history(parent, prop.key, passive=PASSIVE_NO_INITIALIZE)
+            for child in (*history.added, *history.deleted):
+                if child is None or not is_versioned(child) or id(child) in deleting:
+                    continue
+                if sa.inspect(child).key is None:
+                    continue  # new: inserted with its foreign key, no history
+                keys = _foreign_keys(prop, child)
                 if keys:
                     out.append((child, keys))
     return out
@@ -228,16 +268,19 @@ def of_flush(session: Session, flush_context: Any) -> FlushWrites:
     cached = session.info.get(_CACHE_KEY)
     if cached is not None and cached[0] is flush_context:
         return cached[1]
-    writes = FlushWrites()
-    writes.deletes = [obj for obj in session.deleted if is_versioned(obj)]
-    writes.deletes += _orphans(session)
+    deleted = session.deleted
+    writes = FlushWrites(new=list(session.new), dirty=list(session.dirty), deleted=list(deleted))
+    dirty = writes.dirty
+    writes.deletes = [obj for obj in deleted if is_versioned(obj)]
+    writes.deletes += _orphans(dirty, deleted)
     deleting = {id(o) for o in writes.deletes}
     by_obj: dict[int, RecordWrite] = {}
-    for obj in session.dirty:
+    for obj in dirty:
         if not is_versioned(obj) or sa.inspect(obj).key is None or id(obj) in deleting:
             continue
         by_obj[id(obj)] = examine(obj)
-    for child, keys in _detached_children(session, writes.deletes):
+    moved = _detached_children(deleted, writes.deletes) + _moved_children(dirty, deleting)
+    for child, keys in moved:
         write = by_obj.setdefault(id(child), RecordWrite(child))
         write.tracked |= keys
     for write in by_obj.values():

@@ -383,9 +383,9 @@ def _history_branch(cls: type[Any], shape: _Shape, classes: tuple[type[Any], ...
     entity = discriminator.label("entity") if discriminator is not None else sa.null()
     inner = (
         sa.select(
-            history.c[CHANGED].label("changed"),
-            history.c[VERSION].label("version"),
-            history.c[CHANGE_INFO].label("change_info"),
+            history.c[CHANGED].label(CHANGED),
+            history.c[VERSION].label(VERSION),
+            history.c[CHANGE_INFO].label(CHANGE_INFO),
             history.c[TRANSACTION_ID].label("transaction_id"),
             sa.cast(entity, sa.Text).label("entity"),
             *[c.label(f"pk_{i}") for i, c in enumerate(pk)],
@@ -515,9 +515,9 @@ def _creation_branch(cls: type[Any], shape: _Shape, classes: tuple[type[Any], ..
         where.append(_keyset(branch, shape, order))
     inner = (
         sa.select(
-            table.c[CHANGED].label("changed"),
-            table.c[VERSION].label("version"),
-            table.c[CHANGE_INFO].label("change_info"),
+            table.c[CHANGED].label(CHANGED),
+            table.c[VERSION].label(VERSION),
+            table.c[CHANGE_INFO].label(CHANGE_INFO),
             table.c[TRANSACTION_ID].label("transaction_id"),
             table.c.record_key.label("key"),
             table.c.entity.label("entity"),

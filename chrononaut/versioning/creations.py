@@ -41,7 +41,7 @@ from ..locking import keys
 from ..locking.leases import qualified_name
 from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
-from .names import TRANSACTION_ID, TRANSACTION_ID_DEFAULT
+from .names import CHANGE_INFO, CHANGED, TRANSACTION_ID, TRANSACTION_ID_DEFAULT, VERSION
 
 TABLE_NAME = "chrononaut_creations"
 
@@ -72,10 +72,10 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
         metadata,
         sa.Column("table_name", sa.Text, primary_key=True),
         sa.Column("record_key", sa.Text, primary_key=True),
-        sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column(VERSION, sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("entity", sa.Text),
-        sa.Column("changed", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("change_info", JSONB, nullable=False),
+        sa.Column(CHANGED, sa.DateTime(timezone=True), nullable=False),
+        sa.Column(CHANGE_INFO, JSONB, nullable=False),
         sa.Column(
             TRANSACTION_ID,
             sa.BigInteger,
@@ -117,7 +117,7 @@ def _insert_sql(table: sa.Table, integer: bool, uniform: bool) -> Any:
         arrays.append("CAST(:i AS text[])")
         columns.append("i")
     binds: list[Any] = [
-        sa.bindparam("changed", type_=sa.DateTime(timezone=True)),
+        sa.bindparam("at", type_=sa.DateTime(timezone=True)),
         sa.bindparam("t", type_=sa.Text),
         sa.bindparam("e", type_=sa.Text),
         sa.bindparam("k", type_=ARRAY(sa.BigInteger if integer else sa.Text)),
@@ -128,7 +128,7 @@ def _insert_sql(table: sa.Table, integer: bool, uniform: bool) -> Any:
     ]
     return sa.text(
         f"INSERT INTO {name} (table_name, record_key, version, entity, changed, change_info) "
-        f"SELECT :t, {key}, v, :e, :changed, {info} "
+        f"SELECT :t, {key}, v, :e, :at, {info} "
         f"FROM unnest({', '.join(arrays)}) AS u({', '.join(columns)}) "
         "ON CONFLICT (table_name, record_key, version) DO UPDATE SET "
         "entity = excluded.entity, changed = excluded.changed, "
@@ -215,7 +215,7 @@ def write_group(session: Session, cls: type[Any], group: _Group, changed: Any) -
     first = group.infos[0]
     uniform = all(info is first or info == first for info in group.infos)
     params: dict[str, Any] = {
-        "changed": changed,
+        "at": changed,
         "t": kind.table_name,
         "e": kind.entity,
         "k": group.keys,
@@ -305,7 +305,7 @@ def _identity(kind: _Kind, obj: Any) -> tuple[Any, ...]:
 
 
 def _version(obj: Any) -> int:
-    version = obj.__dict__.get("version")
+    version = obj.__dict__.get(VERSION)
     return obj.version if version is None else version
 
 
@@ -346,7 +346,7 @@ def bulk_insert(orm_state: ORMExecuteState, cls: type[Any]) -> Any:
         deactivate(token)
     statement: Any = orm_state.statement
     mapper = sa.inspect(cls)
-    version = mapper.get_property("version").columns[0]
+    version = mapper.get_property(VERSION).columns[0]
     pk = list(mapper.primary_key)
     if _is_orm(statement):  # ORM attributes: a joined subclass's INSERTs each RETURN theirs
         tracked = [getattr(cls, mapper.get_property_by_column(c).key) for c in pk]

@@ -138,6 +138,7 @@ def diff(
 ) -> dict[str, tuple[Any, Any]]:
     """``{column: (old, new)}`` between history object ``from_model`` and ``to``."""
     info = versioning_info(type(obj))
+    policy = info.policy
     to = obj if to is None else to
     if not isinstance(from_model, HistoryBase):
         raise ChrononautException("Cannot diff from a non-history model.")
@@ -157,12 +158,12 @@ def diff(
         return {}  # a version with itself
     result = {}
     for key in _data_keys(type(from_model)):
-        if key not in info.tracked:
+        if key not in policy.tracked:
             continue
         old, new = getattr(from_model, key), getattr(to, key)
         if old != new:
             result[key] = (old, new)
-    if include_hidden and info.hidden:
+    if include_hidden and policy.hidden:
         history_cls = info.history_mapper.class_
         rows = (
             versions_query(obj)
@@ -171,6 +172,6 @@ def diff(
             .all()
         )
         changed_hidden = {c for (ci,) in rows for c in (ci or {}).get("hidden_cols_changed", [])}
-        for key in sorted(changed_hidden & info.hidden):
+        for key in sorted(changed_hidden & policy.hidden_keys):
             result[key] = (None, getattr(obj, key))
     return result
