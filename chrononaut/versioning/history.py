@@ -280,18 +280,11 @@ def _feed_indexes(table: sa.Table, pk_copies: list[sa.Column[Any]]) -> None:
     """The indexes :func:`chrononaut.activity` reads a base history table through.
 
     ``(changed, <primary key>, version)`` gives the feed's order (newest
-    first) and its keyset paging; a BRIN index on ``transaction_id`` (ids grow
-    with the table, so a block range holds few; it costs next to nothing per
-    insert) finds a changeset.
+    first) and its keyset paging; ``transaction_id`` finds a changeset.
     """
     order = [table.c[CHANGED], *pk_copies, table.c[VERSION]]
     sa.Index(fit_name(f"ix_{table.name}_{CHANGED}"), *order)
-    sa.Index(
-        fit_name(f"ix_{table.name}_{TRANSACTION_ID}"),
-        table.c[TRANSACTION_ID],
-        postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
-    )
+    sa.Index(fit_name(f"ix_{table.name}_{TRANSACTION_ID}"), table.c[TRANSACTION_ID])
 
 
 def _history_class(
