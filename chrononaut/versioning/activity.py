@@ -4,8 +4,8 @@ One SQL statement per call, whatever the number of models: a ``UNION ALL`` of
 two branches per model hierarchy, its history table (updates and deletions)
 and its rows of ``chrononaut_creations`` (creations). Each branch is filtered,
 ordered and limited on its own, through an index created with the table
-(``(changed, <primary key>, version)`` on history, ``(table_name, changed,
-record_key, version)`` on creations), so a page costs about ``limit`` index
+(``(changed, <primary key>, version)`` on history, ``(table_name, changed)``
+on creations, whose ties are sorted on the page), so a page costs about ``limit`` index
 entries per branch however long the history is; the outer query merges the
 branches and keeps ``limit`` rows. A history row's changed columns are found
 by comparing it with the next state of the record (its next history row, or

@@ -122,6 +122,28 @@ def test_before_pages_through_the_feed_without_repeats_or_gaps(models, session):
     )
 
 
+def test_paging_across_branches_at_one_instant_neither_repeats_nor_skips(models, session):
+    Note, Shelf = models
+    session.add(Note(id=1, text="a"))
+    session.commit()
+    for i in range(3):  # each flush: a Note update and a Shelf creation at one `changed`
+        session.get(Note, 1).text = f"b{i}"
+        session.add(Shelf(region="eu", number=i, label="x"))
+        session.commit()
+    everything = chrononaut.activity(session, models=[Note, Shelf])
+    assert len(everything) == 7
+    seen, cursor = [], None
+    for _ in range(10):  # bounded: a feed that repeats itself must fail, not hang
+        page = chrononaut.activity(session, models=[Note, Shelf], limit=1, before=cursor)
+        if not page:
+            break
+        seen += page
+        cursor = page[-1].cursor
+    assert [(e.model, e.identity, e.operation) for e in seen] == [
+        (e.model, e.identity, e.operation) for e in everything
+    ]
+
+
 def test_one_query_per_call_whatever_the_number_of_models(models, session, engine):
     Note, Shelf = models
     session.add_all([Note(id=1, text="a"), Shelf(region="eu", number=1, label="x")])

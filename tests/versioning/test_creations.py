@@ -56,14 +56,15 @@ def test_flush_records_who_created_each_record_and_history_stays_empty(Note, ses
 
 
 def test_pending_change_info_goes_to_the_creation_event_once(Note, session):
-    note = Note(text="a")
-    session.add(note)
+    note = Note(id=1, text="a")
+    session.add_all([note, Note(id=2, text="plain")])  # one flush, two change_infos
     with append_change_info(note, reason="migrated"):
         pass
     sa.inspect(note).info[PENDING_TOP_INFO_KEY] = {"restored": True}  # as restore() does
     session.commit()
-    [(_, _, _, info, _)] = creations(session)
+    [(_, _, _, info, _), (_, _, _, plain, _)] = creations(session)
     assert info["extra"] == {"reason": "migrated"} and info["restored"] is True
+    assert plain == {"user_id": None, "remote_addr": None}
     note.text = "b"
     session.commit()
     [old] = note.versions()
