@@ -40,7 +40,7 @@ from .. import context
 from ..locking import keys
 from ..locking.leases import qualified_name
 from ..settings import activate, deactivate, settings_for
-from .change_info import ChangeInfoBuilder
+from .change_info import SENT_INFO_KEY, ChangeInfoBuilder
 from .names import CHANGE_INFO, CHANGED, TRANSACTION_ID, TRANSACTION_ID_DEFAULT, VERSION
 
 TABLE_NAME = "chrononaut_creations"
@@ -292,6 +292,8 @@ class FlushCreations:
             state = instance_state(obj)
             state.info.pop(context.PENDING_INFO_KEY, None)
             state.info.pop(context.PENDING_TOP_INFO_KEY, None)
+            # Nothing to re-send: a rolled-back insert takes the record out of the session.
+            state.info.pop(SENT_INFO_KEY, None)
         events.write(session, changed)
 
 

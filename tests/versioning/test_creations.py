@@ -83,6 +83,23 @@ def test_reinserted_key_gets_a_creation_event_of_its_new_version(Note, session):
     assert [(k, v) for _, k, v, _, _ in creations(session)] == [("[5]", 0), ("[5]", 1)]
 
 
+def test_info_appended_to_a_reinserted_record_goes_to_its_creation_only(Note, session):
+    session.add(Note(id=5, text="a"))
+    session.commit()
+    session.delete(session.get(Note, 5))
+    session.commit()
+    again = Note(id=5, text="b")
+    session.add(again)
+    with append_change_info(again, reason="restored by hand"):
+        pass
+    session.commit()
+    again.text = "c"
+    session.commit()
+    infos = {v: info for _, _, v, info, _ in creations(session)}
+    assert infos[1]["extra"] == {"reason": "restored by hand"}
+    assert "extra" not in again.previous_version().change_info
+
+
 def test_version_at_before_creation_is_none_and_between_incarnations_too(Note, session):
     with freeze_time(T0):
         note = Note(id=1, text="a")
