@@ -29,7 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 import chrononaut
-from chrononaut.versioning.activity import _compiled, _Filters
+from chrononaut.versioning.activity import _Filters
+from chrononaut.versioning.activity_sql import compiled
 
 MODELS = 5
 VERSIONS = 20
@@ -156,7 +157,7 @@ def measure(engine: sa.Engine, calls: int) -> None:
     with engine.connect() as connection:
         hierarchies = tuple((cls, (cls,)) for cls in FEED_MODELS)
         filters = _Filters(None, None, None, None, 100, None)
-        statement, constants = _compiled(hierarchies, filters.shape())
+        statement, constants = compiled(hierarchies, filters.shape())
         explain = sa.text(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {statement.text}")
         plan = connection.execute(explain, {**constants, **filters.values()})
         lines = [row[0] for row in plan]
