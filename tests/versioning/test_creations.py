@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 from freezegun import freeze_time
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 import chrononaut
 from chrononaut import Versioned, acting_as, append_change_info, rationale, suppress_versioning
@@ -263,3 +263,36 @@ def test_inheritance_creations_and_history_name_the_subclass(Base, engine, sessi
         (Report, (10,), "create"),
         (Memo, (11,), "create"),
     }
+
+
+def test_creations_table_comes_with_the_models_once_and_follows_their_schema(engine):
+    from sqlalchemy.orm import DeclarativeBase
+
+    class Base(DeclarativeBase):
+        metadata = sa.MetaData(schema="feed_app")
+
+    class Page(Base, Versioned):
+        __tablename__ = "page"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Tag(Base, Versioned):
+        __tablename__ = "tag"
+        name: Mapped[str] = mapped_column(primary_key=True)
+
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA IF EXISTS feed_app CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA feed_app")
+    Base.metadata.create_all(engine)
+    assert [t.key for t in Base.metadata.sorted_tables].count("feed_app.chrononaut_creations") == 1
+    factory = sessionmaker(engine)
+    chrononaut.listen(factory)
+    with factory() as session, acting_as("ann"):
+        session.add_all([Page(id=1), Tag(name="x")])
+        session.commit()
+        feed = chrononaut.activity(session, models=[Page, Tag])
+        assert {(e.model, e.identity, e.user_id) for e in feed} == {
+            (Page, (1,), "ann"),
+            (Tag, ("x",), "ann"),
+        }
+        keys_ = session.execute(sa.text("SELECT record_key FROM feed_app.chrononaut_creations"))
+        assert sorted(k for (k,) in keys_) == ['["x"]', "[1]"]
