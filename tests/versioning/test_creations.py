@@ -296,3 +296,6 @@ def test_creations_table_comes_with_the_models_once_and_follows_their_schema(eng
         }
         keys_ = session.execute(sa.text("SELECT record_key FROM feed_app.chrononaut_creations"))
         assert sorted(k for (k,) in keys_) == ['["x"]', "[1]"]
+    Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA feed_app CASCADE")
