@@ -43,6 +43,17 @@ def test_activity_pages_with_older_links_without_repeats(app, visitor):
     assert 'rel="next"' not in second and "Newest" in second
 
 
+def test_a_restore_shows_as_restored(app, visitor):
+    gone = make_document(app, by="alice", title="Scratch")
+    alice = visitor("alice")
+    alice.post(f"/documents/{gone}/delete", {"version": "0"})
+    restore_form = alice.get("/documents/deleted").get_data(as_text=True)
+    action = re.search(r'action="([^"]*restore[^"]*)"', restore_form).group(1)
+    alice.post(action)
+    page = text(alice.get("/activity"))
+    assert "alice restored “Scratch” (version 1)" in page
+
+
 def test_activity_needs_a_login_and_refuses_a_forged_cursor(app, visitor):
     assert visitor().get("/activity").status_code == 302
     response = visitor("alice").get("/activity?before=not-a-cursor")
