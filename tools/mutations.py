@@ -26,7 +26,7 @@ MUTATIONS = [
     {
         "id": "feed-keyset-repeats-ties",
         "description": "a branch after the cursor's keeps rows at the cursor's time: pages repeat",
-        "file": "chrononaut/versioning/activity.py",
+        "file": "chrononaut/versioning/activity_sql.py",
         "original": "        return order[0] < changed\n",
         "replacement": "        return order[0] <= changed\n",
         "tests": ["tests/versioning/test_activity.py"],
