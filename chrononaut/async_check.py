@@ -1,0 +1,49 @@
+"""Refuse a blocking call on a record of an ``AsyncSession``, naming its awaitable form.
+
+A record loaded through an :class:`~sqlalchemy.ext.asyncio.AsyncSession`
+reaches the database only inside that session's greenlet (``await
+session.run_sync(...)``, or the :mod:`chrononaut.aio` forms, which run the
+same code there). Called from a coroutine, ``record.versions()`` or ``with
+record.lock():`` would fail half way with SQLAlchemy's ``MissingGreenlet``;
+:func:`refuse_async` raises :class:`TypeError` first, before any SQL, with
+the call to make instead. Inside the greenlet the sync forms work unchanged.
+
+The one SQLAlchemy name without a public equivalent, ``in_greenlet``, is
+imported here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import async_session
+
+try:  # not a documented name; present in SQLAlchemy 2.0 and 2.1
+    from sqlalchemy.util.concurrency import in_greenlet
+except ImportError:  # pragma: no cover - a future SQLAlchemy without it
+
+    def in_greenlet() -> bool:
+        return False
+
+
+def is_async(session: Any) -> bool:
+    """Whether ``session`` (a sync Session) is the ``sync_session`` of an AsyncSession."""
+    return session is not None and async_session(session) is not None
+
+
+def refuse_async(obj: Any, sync_form: str, async_form: str) -> None:
+    """Raise :class:`TypeError` if ``obj`` belongs to an AsyncSession and the caller is
+    not inside its greenlet (where the sync form would raise ``MissingGreenlet``)::
+
+        refuse_async(doc, "doc.versions()", "await chrononaut.aio.versions(doc)")
+    """
+    state = sa.inspect(obj, raiseerr=False)
+    session = getattr(state, "session", None)
+    if not is_async(session) or in_greenlet():
+        return
+    raise TypeError(
+        f"{sync_form} blocks on the database, but {type(obj).__name__} instance belongs to an "
+        f"AsyncSession; use {async_form} instead (or call it inside "
+        "await session.run_sync(...))."
+    )
