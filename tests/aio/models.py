@@ -33,10 +33,18 @@ class Doc(Base, Versioned):
     views: Mapped[int] = mapped_column(default=0)
 
 
+class Counter(Base, Versioned):
+    __tablename__ = "aio_counter"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(default=0)
+
+
 def async_url(url: str, driver: str) -> str:
     """``url`` (any PostgreSQL URL) with the async ``driver``."""
     return (
-        sa.make_url(url).set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+        sa.make_url(url)
+        .set(drivername=f"postgresql+{driver}")
+        .render_as_string(hide_password=False)
     )
 
 

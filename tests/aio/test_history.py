@@ -84,9 +84,7 @@ SYNC_FORMS = [
 
 
 @pytest.mark.parametrize(("name", "call", "named"), SYNC_FORMS, ids=[f[0] for f in SYNC_FORMS])
-def test_sync_form_on_an_async_record_names_the_async_form_and_runs_no_sql(
-    url, name, call, named
-):
+def test_sync_form_on_an_async_record_names_the_async_form_and_runs_no_sql(url, name, call, named):
     async def main():
         async with versioned_factory(url) as factory, factory() as session:
             doc = Doc(title="v0")

@@ -26,20 +26,19 @@ async def _committed_doc(session, **values):
 
 def test_lock_refreshes_commits_on_leaving_and_is_seen_by_others(url):
     async def main():
-        async with versioned_factory(url) as factory:
-            async with factory() as session, factory() as other:
-                doc = await _committed_doc(session)
-                seen = await other.get(Doc, doc.id)
-                seen.title = "other's"
-                await other.commit()
-                async with aio.lock(doc, timeout=5):
-                    refreshed = doc.title
-                    locked_for_other = await aio.is_locked(seen)
-                    locked_for_self = await aio.is_locked(doc)
-                    doc.title = "mine"
-                committed = session.in_transaction()
-                await other.refresh(seen)
-                return refreshed, locked_for_other, locked_for_self, committed, seen.title
+        async with versioned_factory(url) as factory, factory() as session, factory() as other:
+            doc = await _committed_doc(session)
+            seen = await other.get(Doc, doc.id)
+            seen.title = "other's"
+            await other.commit()
+            async with aio.lock(doc, timeout=5):
+                refreshed = doc.title
+                locked_for_other = await aio.is_locked(seen)
+                locked_for_self = await aio.is_locked(doc)
+                doc.title = "mine"
+            committed = session.in_transaction()
+            await other.refresh(seen)
+            return refreshed, locked_for_other, locked_for_self, committed, seen.title
 
     refreshed, for_other, for_self, in_transaction, stored = asyncio.run(main())
     assert refreshed == "other's"  # the lock refreshed the record
@@ -101,22 +100,21 @@ def test_nested_locks_commit_at_the_outermost_and_commit_inside_is_refused(url):
 
 def test_nowait_and_timeout_raise_the_lock_errors(url):
     async def main():
-        async with versioned_factory(url) as factory:
-            async with factory() as holder, factory() as waiter:
-                doc = await _committed_doc(holder)
-                mine = await waiter.get(Doc, doc.id)
-                await waiter.commit()
-                async with aio.lock(doc):
-                    with pytest.raises(chrononaut.RecordLockedError) as nowait:
-                        async with aio.lock(mine, nowait=True):
-                            pass
-                    started = time.monotonic()
-                    with pytest.raises(chrononaut.LockTimeoutError) as timed_out:
-                        async with aio.lock(mine, timeout=0.3):
-                            pass
-                    elapsed = time.monotonic() - started
-                    usable = await waiter.scalar(sa.text("SELECT 1"))
-                return nowait.value, timed_out.value, elapsed, usable
+        async with versioned_factory(url) as factory, factory() as holder, factory() as waiter:
+            doc = await _committed_doc(holder)
+            mine = await waiter.get(Doc, doc.id)
+            await waiter.commit()
+            async with aio.lock(doc):
+                with pytest.raises(chrononaut.RecordLockedError) as nowait:
+                    async with aio.lock(mine, nowait=True):
+                        pass
+                started = time.monotonic()
+                with pytest.raises(chrononaut.LockTimeoutError) as timed_out:
+                    async with aio.lock(mine, timeout=0.3):
+                        pass
+                elapsed = time.monotonic() - started
+                usable = await waiter.scalar(sa.text("SELECT 1"))
+            return nowait.value, timed_out.value, elapsed, usable
 
     nowait, timed_out, elapsed, usable = asyncio.run(main())
     assert type(nowait) is chrononaut.RecordLockedError
@@ -170,24 +168,23 @@ def test_lock_checks_its_arguments_before_any_sql(url):
 
 def test_check_version_and_apply_changes(url):
     async def main():
-        async with versioned_factory(url) as factory:
-            async with factory() as session, factory() as other:
-                doc = await _committed_doc(session, body="b0")
+        async with versioned_factory(url) as factory, factory() as session, factory() as other:
+            doc = await _committed_doc(session, body="b0")
+            await aio.check_version(doc, 0)
+            theirs = await other.get(Doc, doc.id)
+            with chrononaut.acting_as("bob"):
+                theirs.title = "bob's"
+                await other.commit()
+            await session.refresh(doc)
+            with pytest.raises(chrononaut.ConflictError) as stale:
                 await aio.check_version(doc, 0)
-                theirs = await other.get(Doc, doc.id)
-                with chrononaut.acting_as("bob"):
-                    theirs.title = "bob's"
-                    await other.commit()
-                await session.refresh(doc)
-                with pytest.raises(chrononaut.ConflictError) as stale:
-                    await aio.check_version(doc, 0)
-                with pytest.raises(TypeError):
-                    await aio.check_version(doc, "0")
-                with pytest.raises(chrononaut.ConflictError) as overlap:
-                    await aio.apply_changes(doc, {"title": "mine"}, 0)
-                await aio.apply_changes(doc, {"body": "b1"}, 0)
-                await session.commit()
-                return stale.value, overlap.value, doc.title, doc.body, doc.version
+            with pytest.raises(TypeError):
+                await aio.check_version(doc, "0")
+            with pytest.raises(chrononaut.ConflictError) as overlap:
+                await aio.apply_changes(doc, {"title": "mine"}, 0)
+            await aio.apply_changes(doc, {"body": "b1"}, 0)
+            await session.commit()
+            return stale.value, overlap.value, doc.title, doc.body, doc.version
 
     stale, overlap, title, body, version = asyncio.run(main())
     assert (stale.expected_version, stale.current_version) == (0, 1)
@@ -231,26 +228,25 @@ def test_leases_acquire_renew_look_up_break_and_release(url, clean_database):
 
 def test_retry_on_conflict_reruns_the_coroutine_after_an_awaited_rollback(url):
     async def main():
-        async with versioned_factory(url) as factory:
-            async with factory() as session, factory() as other:
-                doc = await _committed_doc(session, body="0")
-                doc_id, attempts = doc.id, 0
+        async with versioned_factory(url) as factory, factory() as session, factory() as other:
+            doc = await _committed_doc(session, body="0")
+            doc_id, attempts = doc.id, 0
 
-                @aio.retry_on_conflict(attempts=3)
-                async def append():
-                    nonlocal attempts
-                    attempts += 1
-                    mine = await session.get(Doc, doc_id)
-                    if attempts == 1:  # someone else writes between read and write
-                        theirs = await other.get(Doc, doc_id)
-                        theirs.body += "+theirs"
-                        await other.commit()
-                    mine.body += "+mine"
-                    await session.commit()
+            @aio.retry_on_conflict(attempts=3)
+            async def append():
+                nonlocal attempts
+                attempts += 1
+                mine = await session.get(Doc, doc_id)
+                if attempts == 1:  # someone else writes between read and write
+                    theirs = await other.get(Doc, doc_id)
+                    theirs.body += "+theirs"
+                    await other.commit()
+                mine.body += "+mine"
+                await session.commit()
 
-                await append()
-                await session.refresh(doc)
-                return attempts, doc.body, doc.version
+            await append()
+            await session.refresh(doc)
+            return attempts, doc.body, doc.version
 
     assert asyncio.run(main()) == (2, "0+theirs+mine", 2)
 

@@ -113,37 +113,38 @@ def test_settings_reach_the_sync_sessions_and_info_is_kept(url):
     settings = chrononaut.Settings(require_extra_change_info=True)
 
     async def main():
-        async with versioned_factory(url, settings=settings) as factory:
-            async with factory(info={"mine": 1}) as session:
-                assert session.info["mine"] == 1
-                doc = Doc(title="a")
-                session.add(doc)
+        async with (
+            versioned_factory(url, settings=settings) as factory,
+            factory(info={"mine": 1}) as session,
+        ):
+            assert session.info["mine"] == 1
+            doc = Doc(title="a")
+            session.add(doc)
+            await session.commit()
+            doc.title = "b"
+            with pytest.raises(chrononaut.ChrononautException) as exc_info:
                 await session.commit()
-                doc.title = "b"
-                with pytest.raises(chrononaut.ChrononautException) as exc_info:
-                    await session.commit()
-                await session.rollback()
-                return str(exc_info.value)
+            await session.rollback()
+            return str(exc_info.value)
 
     assert "extra" in asyncio.run(main())
 
 
 def test_stale_write_raises_conflict_error_explained_from_history(url):
     async def main():
-        async with versioned_factory(url) as factory:
-            async with factory() as first, factory() as second:
-                doc = Doc(title="v0")
-                first.add(doc)
+        async with versioned_factory(url) as factory, factory() as first, factory() as second:
+            doc = Doc(title="v0")
+            first.add(doc)
+            await first.commit()
+            other = await second.get(Doc, doc.id)
+            with chrononaut.acting_as("bob"):
+                doc.title = "bob's"
                 await first.commit()
-                other = await second.get(Doc, doc.id)
-                with chrononaut.acting_as("bob"):
-                    doc.title = "bob's"
-                    await first.commit()
-                other.title = "mine"
-                with pytest.raises(chrononaut.ConflictError) as exc_info:
-                    await second.commit()
-                await second.rollback()
-                return exc_info.value
+            other.title = "mine"
+            with pytest.raises(chrononaut.ConflictError) as exc_info:
+                await second.commit()
+            await second.rollback()
+            return exc_info.value
 
     error = asyncio.run(main())
     assert (error.expected_version, error.current_version) == (0, 1)
@@ -152,18 +153,17 @@ def test_stale_write_raises_conflict_error_explained_from_history(url):
 
 def test_flush_guard_refuses_a_write_to_a_record_another_session_locks(url):
     async def main():
-        async with versioned_factory(url) as factory:
-            async with factory() as holder, factory() as writer:
-                doc = Doc(title="v0")
-                holder.add(doc)
-                await holder.commit()
-                other = await writer.get(Doc, doc.id)
-                async with aio.lock(doc):
-                    other.title = "sneaky"
-                    with pytest.raises(chrononaut.RecordLockedError) as exc_info:
-                        await writer.commit()
-                    await writer.rollback()
-                return exc_info.value
+        async with versioned_factory(url) as factory, factory() as holder, factory() as writer:
+            doc = Doc(title="v0")
+            holder.add(doc)
+            await holder.commit()
+            other = await writer.get(Doc, doc.id)
+            async with aio.lock(doc):
+                other.title = "sneaky"
+                with pytest.raises(chrononaut.RecordLockedError) as exc_info:
+                    await writer.commit()
+                await writer.rollback()
+            return exc_info.value
 
     error = asyncio.run(main())
     assert error.record == "Doc(id=1)"
@@ -171,19 +171,18 @@ def test_flush_guard_refuses_a_write_to_a_record_another_session_locks(url):
 
 def test_lease_held_by_another_refuses_the_flush(url):
     async def main():
-        async with versioned_factory(url) as factory:
-            async with factory() as session:
-                doc = Doc(title="v0")
-                session.add(doc)
-                await session.commit()
-                await aio.acquire_lease(doc, owner="ada")
-                await session.commit()
-                with chrononaut.acting_as("bob"):
-                    doc.title = "bob's"
-                    with pytest.raises(chrononaut.RecordLockedError) as exc_info:
-                        await session.commit()
-                await session.rollback()
-                return exc_info.value
+        async with versioned_factory(url) as factory, factory() as session:
+            doc = Doc(title="v0")
+            session.add(doc)
+            await session.commit()
+            await aio.acquire_lease(doc, owner="ada")
+            await session.commit()
+            with chrononaut.acting_as("bob"):
+                doc.title = "bob's"
+                with pytest.raises(chrononaut.RecordLockedError) as exc_info:
+                    await session.commit()
+            await session.rollback()
+            return exc_info.value
 
     error = asyncio.run(main())
     assert error.owner == "ada"
