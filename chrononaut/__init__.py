@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from . import aio as aio
 from .context import acting_as as acting_as
 from .context import append_change_info as append_change_info
 from .context import extra_change_info as extra_change_info
@@ -49,7 +48,6 @@ __all__ = [
     "Versioned",
     "VersionedSQLAlchemy",
     "acting_as",
-    "aio",
     "append_change_info",
     "check_if_match",
     "enable_database_guard",

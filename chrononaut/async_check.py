@@ -9,15 +9,17 @@ record.lock():`` would fail half way with SQLAlchemy's ``MissingGreenlet``;
 the call to make instead. Inside the greenlet the sync forms work unchanged.
 
 The one SQLAlchemy name without a public equivalent, ``in_greenlet``, is
-imported here and nowhere else.
+imported here and nowhere else. ``sqlalchemy.ext.asyncio`` is never imported by
+the core: it needs greenlet, which SQLAlchemy 2.1 no longer installs, and until
+an application has imported it no AsyncSession can exist.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import async_session
 
 try:  # not a documented name; present in SQLAlchemy 2.0 and 2.1
     from sqlalchemy.util.concurrency import in_greenlet
@@ -27,9 +29,27 @@ except ImportError:  # pragma: no cover - a future SQLAlchemy without it
         return False
 
 
+def _asyncio() -> Any:
+    """SQLAlchemy's asyncio extension if the application loaded it, else None."""
+    return sys.modules.get("sqlalchemy.ext.asyncio")
+
+
 def is_async(session: Any) -> bool:
     """Whether ``session`` (a sync Session) is the ``sync_session`` of an AsyncSession."""
-    return session is not None and async_session(session) is not None
+    asyncio = _asyncio()
+    if session is None or asyncio is None:
+        return False
+    return asyncio.async_session(session) is not None
+
+
+def sync_target(target: Any, create: bool) -> Any:
+    """``target`` for :func:`chrononaut.listen`, with an asyncio session or factory
+    replaced by its sync side (see :mod:`chrononaut.aio.sessions`)."""
+    if _asyncio() is None:
+        return target
+    from .aio.sessions import sync_target as aio_sync_target
+
+    return aio_sync_target(target, create)
 
 
 def refuse_async(obj: Any, sync_form: str, async_form: str) -> None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from . import _events
+from . import _events, async_check
 from .context import versioning_suppressed
 from .exceptions import ChrononautException, ConflictError
 from .locking import advisory, optimistic
@@ -135,9 +135,7 @@ def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
         Session = sessionmaker(engine)
         chrononaut.listen(Session)
     """
-    from .aio.sessions import sync_target  # the asyncio module builds on this one
-
-    target = sync_target(session_or_factory, create=True)
+    target = async_check.sync_target(session_or_factory, create=True)
     if isinstance(target, scoped_session):
         target = target.session_factory
     if isinstance(target, type) and _events.CLASS_INFO in vars(target):
@@ -161,9 +159,7 @@ def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
 
 def remove(session_or_factory: Any) -> None:
     """Undo :func:`listen`'s events (the session class keeps its mixin)."""
-    from .aio.sessions import sync_target
-
-    target = sync_target(session_or_factory, create=False)
+    target = async_check.sync_target(session_or_factory, create=False)
     if isinstance(target, scoped_session):
         target = target.session_factory
     versioning_listeners.remove(target)
