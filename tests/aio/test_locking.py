@@ -1,12 +1,11 @@
-"""``async with chrononaut.aio.lock(...)``, is_locked, check_version, apply_changes,
-leases and retry_on_conflict on AsyncSession records, in one process (several
-sessions); the multi-process tests are in test_processes.py."""
+"""``async with chrononaut.aio.lock(...)``, is_locked, check_version and apply_changes on
+AsyncSession records, in one process with several sessions (the multi-process tests are
+in test_processes.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +13,7 @@ import sqlalchemy as sa
 import chrononaut
 from chrononaut import aio
 
-from .models import Doc, history_rows, versioned_factory
+from .models import Doc, versioned_factory
 
 
 async def _committed_doc(session, **values):
@@ -191,106 +190,3 @@ def test_check_version_and_apply_changes(url):
     assert [c.user_id for c in stale.changes] == ["bob"]
     assert overlap.columns == ("title",)
     assert (title, body, version) == ("bob's", "b1", 2)
-
-
-def test_leases_acquire_renew_look_up_break_and_release(url, clean_database):
-    async def main():
-        async with versioned_factory(url) as factory, factory() as session:
-            doc = await _committed_doc(session)
-            first = await aio.acquire_lease(doc, owner="ada", ttl=timedelta(minutes=5))
-            await session.commit()
-            renewed = await aio.acquire_lease(doc, owner="ada", ttl=timedelta(minutes=10))
-            await session.commit()
-            looked_up = await aio.lease(doc)
-            with pytest.raises(chrononaut.RecordLockedError) as held:
-                await aio.acquire_lease(doc, owner="bob")
-            with pytest.raises(ValueError):
-                await aio.acquire_lease(doc, owner="")
-            with pytest.raises(ValueError):
-                await aio.acquire_lease(doc, owner="bob", ttl=timedelta(0))
-            with chrononaut.acting_as("bob"):
-                await aio.acquire_lease(doc, force=True)
-                doc.title = "bob's"
-                await session.commit()
-                await aio.release_lease(doc)
-                await session.commit()
-            gone = await aio.lease(doc)
-            return first, renewed, looked_up, held.value, gone
-
-    first, renewed, looked_up, held, gone = asyncio.run(main())
-    assert first.owner == renewed.owner == looked_up.owner == "ada"
-    assert renewed.acquired_at == first.acquired_at and renewed.expires_at > first.expires_at
-    assert held.owner == "ada"
-    assert gone is None
-    [(_, _, _, info)] = history_rows(clean_database)
-    assert info["lease_broken"]["owner"] == "ada" and info["lease_broken"]["by"] == "bob"
-
-
-def test_retry_on_conflict_reruns_the_coroutine_after_an_awaited_rollback(url):
-    async def main():
-        async with versioned_factory(url) as factory, factory() as session, factory() as other:
-            doc = await _committed_doc(session, body="0")
-            doc_id, attempts = doc.id, 0
-
-            @aio.retry_on_conflict(attempts=3)
-            async def append():
-                nonlocal attempts
-                attempts += 1
-                mine = await session.get(Doc, doc_id)
-                if attempts == 1:  # someone else writes between read and write
-                    theirs = await other.get(Doc, doc_id)
-                    theirs.body += "+theirs"
-                    await other.commit()
-                mine.body += "+mine"
-                await session.commit()
-
-            await append()
-            await session.refresh(doc)
-            return attempts, doc.body, doc.version
-
-    assert asyncio.run(main()) == (2, "0+theirs+mine", 2)
-
-
-def test_retry_on_conflict_gives_up_and_never_retries_lock_errors():
-    calls = []
-
-    @aio.retry_on_conflict(attempts=2)
-    async def conflicting():
-        calls.append("conflict")
-        raise chrononaut.ConflictError(
-            model="Doc",
-            identity=(1,),
-            record="Doc(id=1)",
-            expected_version=0,
-            current_version=1,
-            changes=[],
-        )
-
-    @aio.retry_on_conflict
-    async def locked():
-        calls.append("locked")
-        raise chrononaut.RecordLockedError("Doc(id=1) is locked.", record="Doc(id=1)")
-
-    with pytest.raises(chrononaut.ConflictError):
-        asyncio.run(conflicting())
-    with pytest.raises(chrononaut.RecordLockedError):
-        asyncio.run(locked())
-    assert calls == ["conflict", "conflict", "locked"]
-
-
-def test_retry_on_conflict_forms_refuse_the_other_kind_of_function():
-    async def coroutine_function():
-        pass
-
-    def plain_function():
-        pass
-
-    with pytest.raises(TypeError) as sync_form:
-        chrononaut.retry_on_conflict(coroutine_function)
-    with pytest.raises(TypeError) as async_form:
-        aio.retry_on_conflict(plain_function)
-    with pytest.raises(ValueError):
-        aio.retry_on_conflict(attempts=0)
-    assert "chrononaut.aio.retry_on_conflict" in str(sync_form.value)
-    assert "coroutine_function" in str(sync_form.value)
-    assert "chrononaut.retry_on_conflict" in str(async_form.value)

@@ -213,3 +213,66 @@ def test_remove_stops_versioning(url):
                 return doc.version
 
     assert asyncio.run(main()) == 0
+
+
+def test_settings_given_for_an_asyncsession_subclass_reach_its_sessions(url):
+    settings = chrononaut.Settings(require_extra_change_info=True)
+
+    class StrictSession(AsyncSession):
+        pass
+
+    chrononaut.listen(StrictSession, settings=settings)
+    made = StrictSession.sync_session_class
+
+    async def main():
+        engine = create_async_engine(url)
+        try:
+            async with StrictSession(engine, expire_on_commit=False) as session:
+                doc = Doc(title="a")
+                session.add(doc)
+                await session.commit()
+                doc.title = "b"
+                with pytest.raises(chrononaut.ChrononautException):
+                    await session.commit()
+                await session.rollback()
+                doc.title = "c"
+                with chrononaut.rationale("typo"):
+                    await session.commit()
+                return [v.change_info["extra"] for v in await aio.versions(doc)]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == [{"rationale": "typo"}]
+    chrononaut.listen(StrictSession)  # again: the same class, not a subclass of it
+    assert StrictSession.sync_session_class is made
+    assert AsyncSession.sync_session_class is Session
+
+
+def test_lock_wait_waits_for_the_holder_then_writes(url):
+    settings = chrononaut.Settings(lock_wait=5)
+
+    async def main():
+        async with versioned_factory(url, settings=settings) as factory, factory() as holder:
+            doc = Doc(title="v0")
+            holder.add(doc)
+            await holder.commit()
+            events = []
+            locked = asyncio.Event()
+
+            async def hold():
+                async with aio.lock(doc):
+                    locked.set()
+                    await asyncio.sleep(0.3)
+                    events.append("holder leaves")
+
+            holding = asyncio.create_task(hold())
+            await locked.wait()
+            async with factory() as writer:
+                other = await writer.get(Doc, doc.id)
+                other.title = "writer's"
+                await writer.commit()  # waits for the holder's commit, then writes
+                events.append("writer committed")
+                await holding
+                return events, other.version
+
+    assert asyncio.run(main()) == (["holder leaves", "writer committed"], 1)
