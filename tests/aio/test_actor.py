@@ -10,7 +10,7 @@ import pytest
 import chrononaut
 from chrononaut import aio
 
-from .models import Doc, history_rows, versioned_factory
+from .models import Doc, history_rows, run, versioned_factory
 
 TASKS = 20
 
@@ -59,7 +59,7 @@ def test_concurrent_tasks_never_mix_actors(url, clean_database, hook):
             assert actor.user_id() is None  # nothing leaked into the parent task
             return done
 
-    assert asyncio.run(main()) == list(range(TASKS))
+    assert run(main()) == list(range(TASKS))
     rows = history_rows(clean_database)
     assert len(rows) == TASKS
     for doc_id, version, title, info in rows:

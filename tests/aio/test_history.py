@@ -3,7 +3,6 @@ AsyncSession records with the async form named."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +11,7 @@ import sqlalchemy as sa
 import chrononaut
 from chrononaut import aio
 
-from .models import Doc, versioned_factory
+from .models import Doc, run, versioned_factory
 
 
 async def _doc_with_three_versions(session):
@@ -50,7 +49,7 @@ def test_history_queries_match_the_sync_forms(url):
                 ),
             }
 
-    result = asyncio.run(main())
+    result = run(main())
     assert result["titles"] == ["v0", "v1", "v2"]
     assert result["selected"] == [0, 1]
     assert result["at_start"] == 0
@@ -98,7 +97,7 @@ def test_sync_form_on_an_async_record_names_the_async_form_and_runs_no_sql(url, 
             assert doc.title == "v0" and not session.dirty
             return str(exc_info.value)
 
-    message = asyncio.run(main())
+    message = run(main())
     assert named in message
     assert "Doc instance belongs to an AsyncSession" in message
 
@@ -110,7 +109,7 @@ def test_diff_without_hidden_needs_no_database_and_works_in_sync_form(url):
             first = (await aio.versions(doc))[0]
             return doc.diff(first)
 
-    assert asyncio.run(main()) == {"title": ("v0", "v2")}
+    assert run(main()) == {"title": ("v0", "v2")}
 
 
 def test_async_forms_check_arguments_before_any_sql(url):
@@ -136,7 +135,7 @@ def test_async_forms_check_arguments_before_any_sql(url):
             errors.append(str(exc_info.value))
             return errors
 
-    errors = asyncio.run(main())
+    errors = run(main())
     assert errors[0] == "chrononaut.aio.versions() takes a Versioned record, got 42"
     assert "version_at(at) must be a datetime" in errors[1] and "'2024-01-01'" in errors[1]
     assert "since" in errors[2] and "None" in errors[2]
@@ -156,7 +155,7 @@ def test_async_forms_refuse_a_record_of_a_plain_session(session_factory):
                 await aio.versions(doc)
             return str(exc_info.value)
 
-        message = asyncio.run(main())
+        message = run(main())
     assert message == (
         "chrononaut.aio.versions() runs through an AsyncSession, but Doc instance belongs to a "
         "plain Session; call record.versions() instead."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 import chrononaut
 from chrononaut import aio
 
-from .models import history_rows, versioned_factory
+from .models import history_rows, run, versioned_factory
 from .test_locking import _committed_doc
 
 
@@ -38,7 +37,7 @@ def test_leases_acquire_renew_look_up_break_and_release(url, clean_database):
             gone = await aio.lease(doc)
             return first, renewed, looked_up, held.value, gone
 
-    first, renewed, looked_up, held, gone = asyncio.run(main())
+    first, renewed, looked_up, held, gone = run(main())
     assert first.owner == renewed.owner == looked_up.owner == "ada"
     assert renewed.acquired_at == first.acquired_at and renewed.expires_at > first.expires_at
     assert held.owner == "ada"

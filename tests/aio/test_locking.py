@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import chrononaut
 from chrononaut import aio
 
-from .models import Doc, versioned_factory
+from .models import Doc, run, versioned_factory
 
 
 async def _committed_doc(session, **values):
@@ -39,7 +39,7 @@ def test_lock_refreshes_commits_on_leaving_and_is_seen_by_others(url):
             await other.refresh(seen)
             return refreshed, locked_for_other, locked_for_self, committed, seen.title
 
-    refreshed, for_other, for_self, in_transaction, stored = asyncio.run(main())
+    refreshed, for_other, for_self, in_transaction, stored = run(main())
     assert refreshed == "other's"  # the lock refreshed the record
     assert (for_other, for_self) == (True, False)
     assert in_transaction is False  # leaving the block committed
@@ -74,7 +74,7 @@ def test_lock_rolls_back_on_an_exception_and_on_cancellation(url):
             await session.refresh(doc)
             return after_error, after_cancel, doc.title, doc.version
 
-    assert asyncio.run(main()) == (False, False, "v0", 0)
+    assert run(main()) == (False, False, "v0", 0)
 
 
 def test_nested_locks_commit_at_the_outermost_and_commit_inside_is_refused(url):
@@ -91,7 +91,7 @@ def test_nested_locks_commit_at_the_outermost_and_commit_inside_is_refused(url):
                 a.title = "outer"
             return still_open, str(exc_info.value), a.version, b.version
 
-    still_open, message, a_version, b_version = asyncio.run(main())
+    still_open, message, a_version, b_version = run(main())
     assert still_open is True
     assert message.startswith("session.commit() inside a lock() block")
     assert (a_version, b_version) == (1, 1)
@@ -115,7 +115,7 @@ def test_nowait_and_timeout_raise_the_lock_errors(url):
                 usable = await waiter.scalar(sa.text("SELECT 1"))
             return nowait.value, timed_out.value, elapsed, usable
 
-    nowait, timed_out, elapsed, usable = asyncio.run(main())
+    nowait, timed_out, elapsed, usable = run(main())
     assert type(nowait) is chrononaut.RecordLockedError
     assert str(nowait) == "Doc(id=1) is locked by another transaction."
     assert str(timed_out) == "Timed out after 0.3s waiting for the lock on Doc(id=1)."
@@ -156,7 +156,7 @@ def test_lock_checks_its_arguments_before_any_sql(url):
             errors.append(str(exc_info.value))
             return errors
 
-    errors = asyncio.run(main())
+    errors = run(main())
     assert "timeout must be a positive number of seconds" in errors[0] and "nan" in errors[0]
     assert errors[1] == "nowait and shared must be True or False, got 1, False"
     assert errors[2] == "pass nowait=True or timeout=..., not both"
@@ -185,7 +185,7 @@ def test_check_version_and_apply_changes(url):
             await session.commit()
             return stale.value, overlap.value, doc.title, doc.body, doc.version
 
-    stale, overlap, title, body, version = asyncio.run(main())
+    stale, overlap, title, body, version = run(main())
     assert (stale.expected_version, stale.current_version) == (0, 1)
     assert [c.user_id for c in stale.changes] == ["bob"]
     assert overlap.columns == ("title",)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import async_scoped_session
 import chrononaut
 from chrononaut import aio
 
-from .models import Doc, versioned_factory
+from .models import Doc, run, versioned_factory
 from .test_locking import _committed_doc
 
 
@@ -36,7 +36,7 @@ def test_retry_on_conflict_reruns_the_coroutine_after_an_awaited_rollback(url):
             await session.refresh(doc)
             return attempts, doc.body, doc.version
 
-    assert asyncio.run(main()) == (2, "0+theirs+mine", 2)
+    assert run(main()) == (2, "0+theirs+mine", 2)
 
 
 def test_retry_on_conflict_gives_up_and_never_retries_lock_errors():
@@ -60,9 +60,9 @@ def test_retry_on_conflict_gives_up_and_never_retries_lock_errors():
         raise chrononaut.RecordLockedError("Doc(id=1) is locked.", record="Doc(id=1)")
 
     with pytest.raises(chrononaut.ConflictError):
-        asyncio.run(conflicting())
+        run(conflicting())
     with pytest.raises(chrononaut.RecordLockedError):
-        asyncio.run(locked())
+        run(locked())
     assert calls == ["conflict", "conflict", "locked"]
 
 
@@ -110,4 +110,4 @@ def test_retry_on_conflict_rolls_back_the_session_it_is_given(url):
                 await scoped.remove()
                 return attempts
 
-    assert asyncio.run(main()) == 2
+    assert run(main()) == 2
