@@ -64,7 +64,13 @@ class Versioned:
             first = user.versions()[0]
             recent = user.versions(after=yesterday, return_query=True).limit(5).all()
         """
-        refuse_async(self, "record.versions()", "await chrononaut.aio.versions(record)")
+        refuse_async(
+            self,
+            "record.versions()",
+            "chrononaut.aio.versions_select(record) with await session.scalars(...)"
+            if return_query
+            else "await chrononaut.aio.versions(record)",
+        )
         query = queries.versions_query(self, before=before, after=after)
         return query if return_query else query.all()
 

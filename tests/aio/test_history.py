@@ -63,6 +63,11 @@ def test_history_queries_match_the_sync_forms(url):
 
 SYNC_FORMS = [
     ("versions", lambda doc: doc.versions(), "await chrononaut.aio.versions(record)"),
+    (
+        "versions_query",
+        lambda doc: doc.versions(return_query=True),
+        "chrononaut.aio.versions_select(record) with await session.scalars(...)",
+    ),
     ("version_at", lambda doc: doc.version_at(datetime.now(timezone.utc)), "aio.version_at("),
     (
         "has_changed_since",

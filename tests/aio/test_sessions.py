@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 import chrononaut
 from chrononaut import aio
 
-from .models import Doc, run, versioned_factory
+from .models import Doc, history_rows, run, versioned_factory
 
 
 async def _edit_twice(session: AsyncSession) -> Doc:
@@ -277,3 +277,40 @@ def test_lock_wait_waits_for_the_holder_then_writes(url):
                 return events, other.version
 
     assert run(main()) == (["holder leaves", "writer committed"], 1)
+
+
+def test_bulk_delete_is_versioned_and_bulk_statements_obey_the_guard(url):
+    async def main():
+        async with versioned_factory(url) as factory, factory() as session:
+            session.add_all([Doc(id=1, title="a"), Doc(id=2, title="b")])
+            await session.commit()
+            async with factory() as other:
+                locked = await other.get(Doc, 2)
+                async with aio.lock(locked):
+                    with pytest.raises(chrononaut.RecordLockedError) as exc_info:
+                        await session.execute(sa.update(Doc).values(title="all"))
+                    await session.rollback()
+            with chrononaut.acting_as("cleaner"):
+                await session.execute(sa.delete(Doc).where(Doc.id == 1))
+                await session.commit()
+            titles = (await session.scalars(sa.select(Doc.title).order_by(Doc.id))).all()
+            return exc_info.value.record, titles
+
+    record, titles = run(main())
+    assert record == "Doc(id=2)"
+    assert titles == ["b"]  # the refused UPDATE wrote nothing
+
+
+def test_bulk_delete_writes_the_deletion_row(url, clean_database):
+    async def main():
+        async with versioned_factory(url) as factory, factory() as session:
+            session.add(Doc(id=1, title="a"))
+            await session.commit()
+            with chrononaut.acting_as("cleaner"):
+                await session.execute(sa.delete(Doc).where(Doc.id == 1))
+                await session.commit()
+
+    run(main())
+    [(doc_id, version, title, info)] = history_rows(clean_database)
+    assert (doc_id, version, title) == (1, 0, "a")
+    assert info["deleted"] is True and info["user_id"] == "cleaner"
