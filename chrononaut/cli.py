@@ -134,7 +134,7 @@ def _change_lines(row: Any, newer: Any) -> list[str]:
         return ["deleted the record"]
     lines = []
     if newer is not None:
-        for key in type(row).__chrononaut_model__.__chrononaut__.tracked:
+        for key in type(row).__chrononaut_model__.__chrononaut__.policy.tracked:
             old, new = getattr(row, key), getattr(newer, key)
             if old != new:
                 lines.append(f"{key}: {_short(old)} -> {_short(new)}")

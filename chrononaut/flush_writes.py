@@ -33,13 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import (
     NO_VALUE,
     PASSIVE_NO_INITIALIZE,
     PASSIVE_OFF,
     get_history,
+    instance_state,
 )
 
 from .exceptions import ChrononautException
@@ -77,6 +77,11 @@ class FlushWrites:
     changes: list[RecordWrite] = field(default_factory=list)
     untracked_only: list[RecordWrite] = field(default_factory=list)
     deletes: list[Any] = field(default_factory=list)
+    #: the session's new, dirty and deleted objects as the flush began (``Session.new``,
+    #: ``.dirty`` and ``.deleted`` build a new set on each access: read them here)
+    new: list[Any] = field(default_factory=list)
+    dirty: list[Any] = field(default_factory=list)
+    deleted: list[Any] = field(default_factory=list)
 
     @property
     def guarded(self) -> list[Any]:
@@ -94,7 +99,7 @@ def _same_objects(added: Any, deleted: Any) -> bool:
 
 def refuse_primary_key_change(obj: Any, key: str, value: Any) -> None:
     """Raise: history is keyed by the primary key, so changing it would orphan the history."""
-    identity = sa.inspect(obj).identity
+    identity = instance_state(obj).identity
     raise ChrononautException(
         f"{type(obj).__name__} {identity!r}: changing primary key column {key!r} to "
         f"{value!r} would cut the record off from its history; insert a new record instead."
@@ -103,17 +108,18 @@ def refuse_primary_key_change(obj: Any, key: str, value: Any) -> None:
 
 def examine(obj: Any) -> RecordWrite:
     """What a flush would write for the persistent versioned ``obj``."""
-    state = sa.inspect(obj)
+    state = instance_state(obj)
     info = type(obj).__chrononaut__
+    policy = info.policy
     mapper = state.mapper
     write = RecordWrite(obj)
     committed = state.committed_state
     for key in committed:
-        if key in info.tracked:
+        if key in policy.tracked:
             group: Any = write.tracked
-        elif key in info.hidden:
+        elif key in policy.hidden_keys:
             group = write.hidden
-        elif key in info.untracked:
+        elif key in policy.untracked_keys:
             group = None
         else:
             continue
@@ -140,9 +146,9 @@ def examine(obj: Any) -> RecordWrite:
                 continue
             for column in prop.local_columns:
                 key = mapper.get_property_by_column(column).key
-                if key in info.tracked:
+                if key in policy.tracked:
                     write.tracked.add(key)
-        elif prop.uselist and prop.key not in info.untracked_relationships:
+        elif prop.uselist and prop.key not in policy.untracked_relationships:
             added = [o for o in history.added if o is not None]
             removed = [o for o in history.deleted if o is not None]
             if added or removed:
@@ -152,19 +158,19 @@ def examine(obj: Any) -> RecordWrite:
 
 def _is_orphan(obj: Any) -> bool:
     """True if the flush deletes the persistent ``obj`` as a delete-orphan."""
-    state = sa.inspect(obj)
+    state = instance_state(obj)
     return state.key is not None and bool(state.mapper._is_orphan(state))
 
 
-def _orphans(session: Session) -> list[Any]:
-    """Versioned persistent records the flush deletes as orphans, not in ``session.deleted``.
+def _orphans(dirty: list[Any], deleted: Any) -> list[Any]:
+    """Versioned persistent records the flush deletes as orphans, not in ``deleted``.
 
     An orphan removed from its parent's collection without a backref is not
     dirty itself: look at the removed members of every dirty parent too.
     """
-    candidates = [o for o in session.dirty if is_versioned(o)]
-    for parent in session.dirty:
-        state = sa.inspect(parent)
+    candidates = [o for o in dirty if is_versioned(o)]
+    for parent in dirty:
+        state = instance_state(parent)
         for prop in state.mapper.relationships:
             if not prop.cascade.delete_orphan or prop.key not in state.committed_state:
                 continue
@@ -173,7 +179,7 @@ def _orphans(session: Session) -> list[Any]:
     seen: set[int] = set()
     found = []
     for obj in candidates:
-        if id(obj) in seen or obj in session.deleted:
+        if id(obj) in seen or obj in deleted:
             continue
         seen.add(id(obj))
         if _is_orphan(obj):
@@ -181,7 +187,7 @@ def _orphans(session: Session) -> list[Any]:
     return found
 
 
-def _detached_children(session: Session, deletes: list[Any]) -> list[tuple[Any, set[str]]]:
+def _detached_children(deleted: Any, deletes: list[Any]) -> list[tuple[Any, set[str]]]:
     """(child, tracked foreign key keys) for versioned children deleted parents detach.
 
     The ORM nulls the foreign key of a deleted parent's children when the
@@ -190,8 +196,8 @@ def _detached_children(session: Session, deletes: list[Any]) -> list[tuple[Any, 
     """
     deleting = {id(o) for o in deletes}
     out = []
-    for parent in session.deleted:
-        state = sa.inspect(parent)
+    for parent in deleted:
+        state = instance_state(parent)
         for prop in state.mapper.relationships:
             if (
                 prop.direction.name != "ONETOMANY"
@@ -206,18 +212,52 @@ def _detached_children(session: Session, deletes: list[Any]) -> list[tuple[Any, 
             children = list(history.unchanged) + [
                 o
                 for o in history.deleted
-                if o is not None and impl.hasparent(sa.inspect(o)) is False
+                if o is not None and impl.hasparent(instance_state(o)) is False
             ]
             for child in children:
                 if child is None or not is_versioned(child) or id(child) in deleting:
                     continue
-                child_state = sa.inspect(child)
-                if child_state.key is None:
+                if instance_state(child).key is None:
                     continue
-                info = type(child).__chrononaut__
-                keys = {
-                    child_state.mapper.get_property_by_column(c).key for c in prop.remote_side
-                } & set(info.tracked)
+                keys = _foreign_keys(prop, child)
+                if keys:
+                    out.append((child, keys))
+    return out
+
+
+def _foreign_keys(prop: Any, child: Any) -> set[str]:
+    """The tracked attribute keys of ``child`` that one-to-many ``prop`` sets."""
+    child_state = instance_state(child)
+    info = type(child).__chrononaut__
+    return {
+        child_state.mapper.get_property_by_column(c).key for c in prop.remote_side
+    } & info.policy.tracked.keys()
+
+
+def _moved_children(dirty: list[Any], deleting: set[int]) -> list[tuple[Any, set[str]]]:
+    """(child, tracked foreign key keys) for versioned children the flush moves or detaches.
+
+    A child added to or removed from a parent's one-to-many collection gets its
+    foreign key set by the flush itself; without a backref nothing in the
+    session has changed the child before it.
+    """
+    out = []
+    for parent in dirty:
+        state = instance_state(parent)
+        for prop in state.mapper.relationships:
+            if (
+                prop.direction.name != "ONETOMANY"
+                or prop.viewonly
+                or prop.key not in state.committed_state
+            ):
+                continue
+            history = get_history(parent, prop.key, passive=PASSIVE_NO_INITIALIZE)
+            for child in (*history.added, *history.deleted):
+                if child is None or not is_versioned(child) or id(child) in deleting:
+                    continue
+                if instance_state(child).key is None:
+                    continue  # new: inserted with its foreign key, no history
+                keys = _foreign_keys(prop, child)
                 if keys:
                     out.append((child, keys))
     return out
@@ -228,16 +268,19 @@ def of_flush(session: Session, flush_context: Any) -> FlushWrites:
     cached = session.info.get(_CACHE_KEY)
     if cached is not None and cached[0] is flush_context:
         return cached[1]
-    writes = FlushWrites()
-    writes.deletes = [obj for obj in session.deleted if is_versioned(obj)]
-    writes.deletes += _orphans(session)
+    deleted = session.deleted
+    writes = FlushWrites(new=list(session.new), dirty=list(session.dirty), deleted=list(deleted))
+    dirty = writes.dirty
+    writes.deletes = [obj for obj in deleted if is_versioned(obj)]
+    writes.deletes += _orphans(dirty, deleted)
     deleting = {id(o) for o in writes.deletes}
     by_obj: dict[int, RecordWrite] = {}
-    for obj in session.dirty:
-        if not is_versioned(obj) or sa.inspect(obj).key is None or id(obj) in deleting:
+    for obj in dirty:
+        if not is_versioned(obj) or instance_state(obj).key is None or id(obj) in deleting:
             continue
         by_obj[id(obj)] = examine(obj)
-    for child, keys in _detached_children(session, writes.deletes):
+    moved = _detached_children(deleted, writes.deletes) + _moved_children(dirty, deleting)
+    for child, keys in moved:
         write = by_obj.setdefault(id(child), RecordWrite(child))
         write.tracked |= keys
     for write in by_obj.values():

@@ -528,8 +528,8 @@ MUTATIONS = [
         "id": "writer-does-not-mark-table",
         "description": "a guarded write does not mark its table, so lock() skips its barrier",
         "file": "chrononaut/locking/guard.py",
-        "original": "CASE WHEN pg_advisory_xact_lock_shared(k.table_key)::text = '' THEN ",
-        "replacement": "CASE WHEN true THEN ",
+        "original": "SELECT CASE WHEN pg_advisory_xact_lock_shared(k.table_key)::text <> '' ",
+        "replacement": "SELECT CASE WHEN false ",
         "tests": [
             "tests/locking/test_advisory_processes.py",
             "tests/locking/test_guard_paths.py",

@@ -68,7 +68,12 @@ def holders_key(table: str, identity: tuple[Any, ...]) -> int:
     The flush guard probes it to find shared holders without being slowed by
     (or slowing) other writers; see :mod:`chrononaut.locking.guard`.
     """
-    return keys.advisory_key(f"{table}#shared", identity)
+    return keys.advisory_key(holders_table(table), identity)
+
+
+def holders_table(table: str) -> str:
+    """The name :func:`holders_key` hashes in place of ``table``."""
+    return f"{table}#shared"
 
 
 @functools.lru_cache(maxsize=256)

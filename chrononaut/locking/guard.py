@@ -40,31 +40,31 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import instance_state
 
 from .. import flush_writes
 from ..exceptions import RecordLockedError
 from ..settings import settings_for
 from . import advisory, keys, leases
 
-# The writer first marks the table as written (a shared lock on its writers key, held
-# to commit, waited for only while a lock() caller probes it); then each probe CASE
-# takes a session-level lock only to release it at once, so nothing else outlives
-# the statement (PgBouncer-safe). CASE fixes the order of the calls. A failed
-# shared-holders probe comes back as kind 'shared?', for _confirm_shared() to check.
+# Per written record, one CASE evaluates in order (CASE fixes the order of the calls):
+# mark the table as written (a shared lock on its writers key, held to commit, waited
+# for only while a lock() caller probes it); probe the record's key (a session-level
+# shared lock taken only to be released at once, so nothing else outlives the
+# statement: PgBouncer-safe), 'lock' when it fails; else probe the shared-holders key,
+# 'shared?' when it fails, for verdict() to confirm. OFFSET 0 keeps the planner from
+# copying the volatile CASE into the outer WHERE (it would run twice).
 _PROBE_LOCKS_SQL = (
-    "SELECT 'lock' AS kind, k.lock_key, NULL::text AS name, NULL::text AS record_key, "
-    "NULL::text AS owner, NULL::timestamptz AS expires_at "
-    "FROM unnest(CAST(:chrononaut_lock_keys AS bigint[]), "
-    "CAST(:chrononaut_table_keys AS bigint[])) AS k(lock_key, table_key) "
-    "WHERE CASE WHEN pg_advisory_xact_lock_shared(k.table_key)::text = '' THEN "
-    "CASE WHEN pg_try_advisory_lock_shared(k.lock_key) "
-    "THEN NOT pg_advisory_unlock_shared(k.lock_key) ELSE true END END "
-    "UNION ALL "
-    "SELECT 'shared?', k.lock_key, NULL, NULL, NULL, NULL "
-    "FROM unnest(CAST(:chrononaut_lock_keys AS bigint[]), "
-    "CAST(:chrononaut_holder_keys AS bigint[])) AS k(lock_key, holder_key) "
-    "WHERE CASE WHEN pg_try_advisory_lock(k.holder_key) "
-    "THEN NOT pg_advisory_unlock(k.holder_key) ELSE true END"
+    "SELECT p.kind, p.lock_key, NULL::text AS name, NULL::text AS record_key, "
+    "NULL::text AS owner, NULL::timestamptz AS expires_at FROM ("
+    "SELECT CASE WHEN pg_advisory_xact_lock_shared(k.table_key)::text <> '' THEN NULL "
+    "WHEN CASE WHEN pg_try_advisory_lock_shared(k.lock_key) "
+    "THEN NOT pg_advisory_unlock_shared(k.lock_key) ELSE true END THEN 'lock' "
+    "WHEN CASE WHEN pg_try_advisory_lock(k.holder_key) "
+    "THEN NOT pg_advisory_unlock(k.holder_key) ELSE true END THEN 'shared?' END AS kind, "
+    "k.lock_key FROM unnest(CAST(:chrononaut_lock_keys AS bigint[]), "
+    "CAST(:chrononaut_holder_keys AS bigint[]), CAST(:chrononaut_table_keys AS bigint[])) "
+    "AS k(lock_key, holder_key, table_key) OFFSET 0) AS p WHERE p.kind IS NOT NULL"
 )
 # For larger flushes one read of the lock table is cheaper than probing every record.
 # It is exact by lock mode: only lock() holds a record key exclusively, and only
@@ -118,17 +118,17 @@ class Target:
 
     def __init__(self, mapper: Mapper[Any], identity: tuple[Any, ...]) -> None:
         self.mapper = mapper
-        self.identity = keys.normalise_identity(mapper.class_, identity)
-        self.table = keys.table_name(mapper.class_)
+        self.identity = keys.normalise_mapper_identity(mapper, identity)
+        self.table = table = cast(sa.Table, mapper.base_mapper.local_table).fullname
         self.record_key = keys.record_key(self.identity)
-        self.key = keys.advisory_key(self.table, self.identity)
-        self.holder_key = advisory.holders_key(self.table, self.identity)
-        self.table_key = advisory.writers_key(self.table)
+        self.key = keys.key_of_record_key(table, self.record_key)
+        self.holder_key = keys.key_of_record_key(advisory.holders_table(table), self.record_key)
+        self.table_key = advisory.writers_key(table)
 
     @classmethod
     def of(cls, obj: Any) -> Target:
-        state = sa.inspect(obj)
-        return cls(state.mapper, tuple(state.identity))
+        state = instance_state(obj)  # persistent: it has an identity
+        return cls(state.mapper, tuple(cast(tuple[Any, ...], state.identity)))
 
     @property
     def described(self) -> str:

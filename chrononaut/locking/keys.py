@@ -273,7 +273,12 @@ def normalise_identity(cls: type[Any], identity: tuple[Any, ...]) -> tuple[Any, 
 
         normalise_identity(Price, (Decimal("1.00"),)) == (Decimal("1"),)
     """
-    mapper = sa.inspect(cls)
+    return normalise_mapper_identity(sa.inspect(cls), identity)
+
+
+def normalise_mapper_identity(mapper: Any, identity: tuple[Any, ...]) -> tuple[Any, ...]:
+    """:func:`normalise_identity` for a mapper (the flush guard has it at hand)."""
+    cls = mapper.class_
     kinds = _kinds_of(mapper)
     if len(identity) != len(kinds):
         raise ValueError(
@@ -322,13 +327,19 @@ def record_key(identity: tuple[Any, ...]) -> str:
     :func:`identity_of` or :func:`normalise_identity` so that the column types
     are applied too.
     """
+    if all(type(v) is int for v in identity):  # the common case, as json.dumps writes it
+        return "[" + ",".join(map(str, identity)) + "]"
     return json.dumps([_canonical(v) for v in identity], separators=(",", ":"))
 
 
 def advisory_key(table: str, identity: tuple[Any, ...]) -> int:
     """Signed 64-bit key for PostgreSQL's advisory lock functions."""
-    text = f"{table}:{record_key(identity)}".encode()
-    digest = hashlib.blake2b(text, digest_size=8).digest()
+    return key_of_record_key(table, record_key(identity))
+
+
+def key_of_record_key(table: str, record_key_: str) -> int:
+    """:func:`advisory_key` from the record's :func:`record_key`, already built."""
+    digest = hashlib.blake2b(f"{table}:{record_key_}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 

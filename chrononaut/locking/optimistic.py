@@ -25,6 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import flush_writes
 from ..exceptions import Change, ConflictError, RecordLockedError
+from ..versioning.names import VERSION
 from . import keys
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,7 +89,7 @@ def write_untracked_only(session: Session, obj: Any, changed: list[str]) -> None
 def _columns_between(
     info: Any, older: Any, newer: Any, hidden_changed: list[str]
 ) -> tuple[str, ...]:
-    changed = [k for k in info.tracked if getattr(older, k) != getattr(newer, k)]
+    changed = [k for k in info.policy.tracked if getattr(older, k) != getattr(newer, k)]
     changed += [h for h in hidden_changed if h not in changed]
     return tuple(changed)
 
@@ -264,7 +265,7 @@ def load_version_for_merge(session: Session, obj: Any) -> None:
     if getattr(type(obj), "__chrononaut__", None) is None:
         return
     state = sa.inspect(obj)
-    if "version" not in state.dict:
+    if VERSION not in state.dict:
         return  # no version to compare: merge() does not check either
     key = state.key if state.key is not None else state.mapper.identity_key_from_instance(obj)
     if key[1] is None or None in key[1]:
@@ -273,9 +274,9 @@ def load_version_for_merge(session: Session, obj: Any) -> None:
     if existing is None or existing is obj:
         return
     copy = sa.inspect(existing)
-    if copy.persistent and "version" not in copy.dict:
+    if copy.persistent and VERSION not in copy.dict:
         with contextlib.suppress(sa.exc.InvalidRequestError):  # row gone: the flush says so
-            session.refresh(existing, ["version"])
+            session.refresh(existing, [VERSION])
 
 
 def explain_stale_merge(session: Session, obj: Any) -> ConflictError | None:
@@ -294,11 +295,11 @@ def explain_stale_merge(session: Session, obj: Any) -> ConflictError | None:
     state = sa.inspect(obj)
     mapper = state.mapper
     key = state.key if state.key is not None else mapper.identity_key_from_instance(obj)
-    merged_version = state.dict.get("version")
+    merged_version = state.dict.get(VERSION)
     if key[1] is None or None in key[1] or not isinstance(merged_version, int):
         return None
     existing = session.identity_map.get(key)
-    in_session = existing.__dict__.get("version") if existing is not None else None
+    in_session = existing.__dict__.get(VERSION) if existing is not None else None
     identity = keys.normalise_identity(cls, tuple(key[1]))
     connection = session.connection(bind_arguments={"mapper": mapper})
     with Session(bind=connection) as reader:
@@ -323,7 +324,7 @@ def check_version(obj: Any, expected: int) -> None:
         raise TypeError(f"check_version() takes the expected version as an int, got {expected!r}")
     session = _session_of(obj)
     identity = keys.identity_of(obj)
-    loaded = sa.inspect(obj).committed_state.get("version", obj.version)
+    loaded = sa.inspect(obj).committed_state.get(VERSION, obj.version)
     if loaded != expected:
         raise conflict_for(session, type(obj), identity, expected)
 
@@ -341,7 +342,7 @@ def apply_changes(obj: Any, changes: dict[str, Any], base_version: int) -> None:
     editable = {p.key for p in mapper.column_attrs} | {
         r.key for r in mapper.relationships if not r.viewonly
     }
-    unknown = [k for k in changes if k not in editable or k == "version"]
+    unknown = [k for k in changes if k not in editable or k == VERSION]
     if unknown:
         raise ValueError(
             f"apply_changes() got {unknown!r}, which are not editable columns or "

@@ -36,6 +36,7 @@ from ..flush_writes import GUARD_INFO_KEY
 from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
 from .history import HistoryBase, VersioningInfo, is_history_table, versioned_class_of_table
+from .names import CHANGE_INFO, CHANGED, VERSION
 from .record_changes import RecordChanges
 from .recorder import refuse_history_insert, utcnow
 
@@ -152,12 +153,12 @@ def do_orm_execute(orm_state: ORMExecuteState) -> None:
         builder = ChangeInfoBuilder(settings)
         if orm_state.is_update:
             keys = _value_keys(mapper, statement, orm_state.parameters)
-            if "version" in keys:
+            if VERSION in keys:
                 raise ChrononautException(
                     f"Bulk UPDATE of {cls.__name__} sets 'version', which chrononaut manages."
                 )
-            tracked = keys & set(info.tracked)
-            hidden = keys & info.hidden
+            tracked = keys & info.policy.tracked.keys()
+            hidden = keys & info.policy.hidden_keys
             if not tracked and not hidden:
                 return  # untracked only: no version, no history
             change_info = builder.build(None, hidden_changed=sorted(hidden))
@@ -256,17 +257,40 @@ def _copy_to_history(
 
 
 def _hidden_below(cls: type[Any]) -> dict[str, list[Any]]:
-    """Columns ``cls`` tracks that subclasses hide: key -> those subclasses' identities."""
+    """Columns ``cls`` tracks that subclasses hide: key -> the mappers of those subclasses."""
     base = sa.inspect(cls)
-    tracked = set(cls.__chrononaut__.tracked)
+    tracked = cls.__chrononaut__.policy.tracked.keys()
     out: dict[str, list[Any]] = {}
     for mapper in base.self_and_descendants:
         sub = mapper.class_.__dict__.get("__chrononaut__")
         if mapper is base or sub is None:
             continue
-        for key in sorted(sub.hidden & tracked):
-            out.setdefault(key, []).append(mapper.polymorphic_identity)
+        for key in sorted(sub.policy.hidden_keys & tracked):
+            out.setdefault(key, []).append(mapper)
     return out
+
+
+def _rows_of(cls: type[Any], mappers: list[Any]) -> Any:
+    """SQL condition: the row of ``cls`` being copied belongs to one of ``mappers``.
+
+    By discriminator when the hierarchy has one; else a joined-table subclass's
+    rows are those with a row in its table. A subclass that cannot be told
+    apart (single-table without discriminator) counts every row: a hidden value
+    is then kept out of all of them rather than leaked.
+    """
+    base = sa.inspect(cls)
+    discriminator = base.polymorphic_on
+    conditions = []
+    for mapper in mappers:
+        if discriminator is not None and mapper.polymorphic_identity is not None:
+            conditions.append(discriminator == mapper.polymorphic_identity)
+        elif not mapper.single:
+            table = mapper.local_table
+            pairs = zip(table.primary_key.columns, base.primary_key, strict=True)
+            conditions.append(sa.exists().where(*(sub == own for sub, own in pairs)))
+        else:
+            return sa.true()
+    return sa.or_(*conditions)
 
 
 def _copied_values(
@@ -279,22 +303,20 @@ def _copied_values(
 ) -> list[Any]:
     """The SELECT list copying ``cls``'s rows into a history table's ``pairs``.
 
-    Each row follows its own class's options (by discriminator): a column a
-    subclass hides is copied as NULL for that subclass's rows, and
-    named in their ``hidden_cols_changed`` when the statement sets it.
+    Each row follows its own class's options (by discriminator, or by joined
+    subclass table): a column a subclass hides is copied as NULL for that
+    subclass's rows, and named in their ``hidden_cols_changed`` when the
+    statement sets it.
     """
     hidden_below = hidden_below or {}
-    discriminator = sa.inspect(cls).polymorphic_on
     select_list: list[Any] = []
     for _column_key, source in pairs:
-        if source == "changed":
+        if source == CHANGED:
             select_list.append(sa.literal(now, sa.DateTime(timezone=True)))
-        elif source == "change_info":
-            select_list.append(
-                _change_info_by_class(discriminator, change_info, hidden_below, changed)
-            )
-        elif source in hidden_below and discriminator is not None:
-            hiding = discriminator.in_(hidden_below[source])
+        elif source == CHANGE_INFO:
+            select_list.append(_change_info_by_class(cls, change_info, hidden_below, changed))
+        elif source in hidden_below:
+            hiding = _rows_of(cls, hidden_below[source])
             select_list.append(sa.case((hiding, sa.null()), else_=getattr(cls, source)))
         else:
             select_list.append(getattr(cls, source))
@@ -302,23 +324,25 @@ def _copied_values(
 
 
 def _change_info_by_class(
-    discriminator: Any,
+    cls: type[Any],
     change_info: dict[str, Any],
     hidden_below: dict[str, list[Any]],
     changed: Collection[str],
 ) -> Any:
     plain = sa.literal(change_info, JSONB)
-    by_identity: dict[Any, set[str]] = {}
+    by_mapper: dict[Any, set[str]] = {}
     for key in sorted(set(changed) & set(hidden_below)):
-        for identity in hidden_below[key]:
-            by_identity.setdefault(identity, set()).add(key)
-    if discriminator is None or not by_identity:
+        for mapper in hidden_below[key]:
+            by_mapper.setdefault(mapper, set()).add(key)
+    if not by_mapper:
         return plain
     whens = []
-    for identity, keys in by_identity.items():
+    # Deepest subclasses first: a row of a joined sub-subclass also has its parent's row.
+    for mapper in sorted(by_mapper, key=lambda m: -len(list(m.iterate_to_root()))):
+        keys = set().union(*(by_mapper[m] for m in by_mapper if mapper.isa(m)))
         hidden = sorted(set(change_info.get("hidden_cols_changed", [])) | keys)
         variant = {**change_info, "hidden_cols_changed": hidden}
-        whens.append((discriminator == identity, sa.literal(variant, JSONB)))
+        whens.append((_rows_of(cls, [mapper]), sa.literal(variant, JSONB)))
     return sa.case(*whens, else_=plain)
 
 
@@ -358,8 +382,8 @@ def _limit_and_bump(
     limited = statement.where(_keyed(cls, info, matched))
     if orm_state.is_delete:
         return limited
-    extra: dict[str, Any] = {"version": cls.version + 1}
+    extra: dict[str, Any] = {VERSION: cls.version + 1}
     if issubclass(cls, RecordChanges):
-        extra["change_info"] = sa.literal(change_info, JSONB)
-        extra["changed"] = utcnow()
+        extra[CHANGE_INFO] = sa.literal(change_info, JSONB)
+        extra[CHANGED] = utcnow()
     return limited.values(**extra)

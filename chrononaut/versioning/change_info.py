@@ -19,6 +19,7 @@ from .. import context
 from ..actor import current_remote_addr, current_user_id
 from ..exceptions import ChrononautException
 from ..settings import Settings
+from .names import VERSION
 
 #: The top-level change_info keys chrononaut writes (the recorder, the lease
 #: breaker, the database guard's triggers, revert and restore); nothing else may set them.
@@ -66,11 +67,13 @@ def has_content(value: Any) -> bool:
     return True
 
 
-#: Key in ``InstanceState.info`` of ``(version, info)``: the appended info a flush
-#: put in the history row of ``version``. The recorder consumes the pending info
+#: Key in ``InstanceState.info`` of ``{version: info}``: the appended info each flush
+#: put in the history row of that version. The recorder consumes the pending info
 #: when it builds the row; until that version is committed (the record's version
-#: has moved past it), a rolled-back flush (savepoint, failed commit) has not
-#: written it, and the next write of the same version carries it again.
+#: has moved past it), a rolled-back flush (savepoint, failed commit, a whole
+#: transaction that flushed several versions) has not written it, and the next
+#: write of that version carries it again, with the info of every later version
+#: rolled back with it.
 SENT_INFO_KEY = "chrononaut_sent_info"
 
 
@@ -78,31 +81,47 @@ def _version_written(state: Any) -> int | None:
     """The version the next history row of a versioned ``state`` records, if known."""
     if getattr(state.class_, "__chrononaut__", None) is None:
         return None
-    version = state.committed_state.get("version", NO_VALUE)
+    version = state.committed_state.get(VERSION, NO_VALUE)
     if version is NO_VALUE or version is None:
-        version = state.dict.get("version", NO_VALUE)
+        version = state.dict.get(VERSION, NO_VALUE)
     if version is NO_VALUE and state.obj() is not None:
         version = state.obj().version
     return None if version is NO_VALUE else version
 
 
+def _unwritten(sent: dict[int, dict[str, Any]], version: int) -> dict[str, Any]:
+    """The info sent with ``version`` and later versions, oldest first (later wins)."""
+    merged: dict[str, Any] = {}
+    for sent_version in sorted(v for v in sent if v >= version):
+        merged.update(sent[sent_version])
+    return merged
+
+
 def pending_info(state: Any) -> dict[str, Any] | None:
     """Extra info attached with :func:`chrononaut.append_change_info`, if any,
-    including what a rolled-back flush of the same version carried."""
+    including what rolled-back flushes of the same or later versions carried."""
     pending = state.info.get(context.PENDING_INFO_KEY)
     sent = state.info.get(SENT_INFO_KEY)
-    if sent is None:
+    if not sent:
         return pending
     version = _version_written(state)
-    if version is None or version != sent[0]:
-        return pending  # that version was written (or the record was reloaded past it)
-    return {**sent[1], **(pending or {})}
+    if version is None:
+        return pending
+    unwritten = _unwritten(sent, version)  # versions before it were written
+    if not unwritten:
+        return pending
+    return {**unwritten, **(pending or {})}
 
 
 def _remember_sent(state: Any, info: dict[str, Any] | None) -> None:
     version = _version_written(state)
-    if info and version is not None:
-        state.info[SENT_INFO_KEY] = (version, info)
+    sent = state.info.get(SENT_INFO_KEY) or {}
+    if version is not None:  # later versions' info is in ``info`` now (pending_info merged it)
+        sent = {v: i for v, i in sent.items() if v < version}
+        if info:
+            sent[version] = info
+    if sent:
+        state.info[SENT_INFO_KEY] = sent
     else:
         state.info.pop(SENT_INFO_KEY, None)
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapper
 
 from ..exceptions import ConfigurationError
 from .history import INFO_KEY
+from .names import CHANGE_INFO, CHANGED, VERSION
 
 OPTION = "__chrononaut_database_guard__"
 #: The transaction-local setting that makes the triggers stand aside.
@@ -163,14 +164,15 @@ class _Plan:
 
 def _plan(cls: type[Any], table: sa.Table, history: sa.Table, version: str) -> _Plan:
     info = cls.__chrononaut__
+    policy = info.policy
     mapper = sa.inspect(cls)
-    tracked = {id(column) for column in info.tracked.values()}
+    tracked = {id(column) for column in policy.tracked.values()}
     compared = tuple(c.name for c in table.c if id(c) in tracked)
     hidden = []
-    for key in sorted(info.hidden):
+    for key in sorted(policy.hidden):
         column = mapper.get_property(key).columns[0]
         hidden.append((column.name, key))
-    foreign = [c.name for c in info.tracked.values() if c.table is not table] + [
+    foreign = [c.name for c in policy.tracked.values() if c.table is not table] + [
         name for name, _ in hidden if name not in table.c
     ]
     if foreign:
@@ -180,14 +182,14 @@ def _plan(cls: type[Any], table: sa.Table, history: sa.Table, version: str) -> _
         )
     copied = []
     for column_key, source in info.insert_columns[history]:
-        if source == "version":
+        if source == VERSION:
             value = f"OLD.{_q(version)}"
-        elif source == "changed":
+        elif source == CHANGED:
             value = "clock_timestamp()"
-        elif source == "change_info":
+        elif source == CHANGE_INFO:
             value = "chrononaut_info"
         else:
-            value = f"OLD.{_q(info.tracked[source].name)}"
+            value = f"OLD.{_q(policy.tracked[source].name)}"
         copied.append((history.c[column_key].name, value))
     return _Plan(compared, tuple(hidden), tuple(copied))
 
@@ -312,7 +314,7 @@ def guard_ddl(cls: type[Any]) -> GuardDDL:
     mapper = sa.inspect(cls)
     table = cast(sa.Table, mapper.local_table)
     history = info.history_table
-    version = next(c.name for c in table.c if c.info.get(INFO_KEY) == "version")
+    version = next(c.name for c in table.c if c.info.get(INFO_KEY) == VERSION)
     history_sql = qualified(history.name, history.schema)
     plans = _hierarchy_plans(cls, table, history, version)
     needs_hidden = any(plan.hidden for _, plan in plans)

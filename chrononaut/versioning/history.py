@@ -8,6 +8,7 @@ table is in the model's MetaData before ``create_all()`` or Alembic look.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, cast
@@ -60,20 +61,35 @@ class VersioningInfo:
     history_table: sa.Table
     #: Tables of the history hierarchy, base first (one for single-table inheritance).
     history_tables: list[sa.Table]
-    #: attribute key -> model column, for the columns copied to history
-    tracked: dict[str, sa.Column[Any]]
-    hidden: frozenset[str]
-    untracked: frozenset[str]
+    #: which columns are tracked, hidden and untracked: the one answer every writer and
+    #: reader of history uses (see :mod:`chrononaut.versioning.policy`)
+    policy: ColumnPolicy
     pk_keys: tuple[str, ...]
     primary_key_nonunique: bool
-    #: relationship keys listed in ``__chrononaut_untracked__``: their changes are not versioned
-    untracked_relationships: frozenset[str] = frozenset()
     #: per history table: (history column name, model attribute key or meta name)
     insert_columns: dict[sa.Table, list[tuple[str, str]]] = field(default_factory=dict)
     #: the model's mapper
     mapper: Mapper[Any] = field(init=False)
-    #: which columns are tracked, hidden and untracked, frozen (the same sets as above)
-    policy: ColumnPolicy = field(init=False)
+
+    # Shorthands for the policy's parts (read ``policy`` in new code).
+
+    @property
+    def tracked(self) -> Mapping[str, sa.Column[Any]]:
+        """Attribute key -> model column, for the columns copied to history."""
+        return self.policy.tracked
+
+    @property
+    def hidden(self) -> frozenset[str]:
+        return self.policy.hidden_keys
+
+    @property
+    def untracked(self) -> frozenset[str]:
+        return self.policy.untracked_keys
+
+    @property
+    def untracked_relationships(self) -> frozenset[str]:
+        """Relationship keys in ``__chrononaut_untracked__``: their changes are not versioned."""
+        return self.policy.untracked_relationships
 
     def policy_for_discriminator(self, value: Any) -> ColumnPolicy:
         """The :class:`ColumnPolicy` of the class whose rows carry discriminator ``value``.
@@ -314,16 +330,12 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
         history_mapper=history_mapper,
         history_table=table,
         history_tables=tables,
-        tracked=tracked,
-        hidden=frozenset(hidden),
-        untracked=frozenset(untracked),
+        policy=column_policy(cls, columns, tracked, hidden, untracked, untracked_relationships),
         pk_keys=pk_keys,
         primary_key_nonunique=bool(getattr(cls, "__chrononaut_primary_key_nonunique__", False)),
-        untracked_relationships=frozenset(untracked_relationships),
     )
     info.insert_columns = _insert_columns(history_mapper, tables, set(tracked))
     info.mapper = mapper
-    info.policy = column_policy(cls, columns, tracked, hidden, untracked, untracked_relationships)
     return info
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 
-#: The history row's version of the record (a key column, with the record's key).
+#: The history row's version of the record (a key column, with the record's key); also the
+#: versioned model's own version counter attribute.
 VERSION = "version"
 #: When the change was made (timestamptz, UTC).
 CHANGED = "changed"

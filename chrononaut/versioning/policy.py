@@ -41,6 +41,9 @@ class ColumnPolicy:
     untracked: MappingProxyType[str, sa.Column[Any]]
     #: relationship keys whose changes are not versioned
     untracked_relationships: frozenset[str] = frozenset()
+    #: the keys of ``hidden`` and ``untracked``, as sets (set operations, fast ``in``)
+    hidden_keys: frozenset[str] = frozenset()
+    untracked_keys: frozenset[str] = frozenset()
 
     @property
     def versioned(self) -> frozenset[str]:
@@ -64,10 +67,14 @@ def column_policy(
     untracked_relationships: set[str],
 ) -> ColumnPolicy:
     """Freeze what :func:`~chrononaut.versioning.history.build_history` worked out."""
+    hidden_columns = {k: columns[k] for k in sorted(hidden) if k in columns}
+    untracked_columns = {k: columns[k] for k in sorted(untracked) if k in columns}
     return ColumnPolicy(
         cls=cls,
         tracked=MappingProxyType(dict(tracked)),
-        hidden=MappingProxyType({k: columns[k] for k in sorted(hidden) if k in columns}),
-        untracked=MappingProxyType({k: columns[k] for k in sorted(untracked) if k in columns}),
+        hidden=MappingProxyType(hidden_columns),
+        untracked=MappingProxyType(untracked_columns),
         untracked_relationships=frozenset(untracked_relationships),
+        hidden_keys=frozenset(hidden),
+        untracked_keys=frozenset(untracked),
     )

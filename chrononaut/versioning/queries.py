@@ -16,6 +16,7 @@ from sqlalchemy.orm import Query, Session
 
 from ..exceptions import ChrononautException
 from .history import INFO_KEY, HistoryBase, versioning_info
+from .names import META_COLUMNS
 
 
 def _session(obj: Any) -> Session:
@@ -88,7 +89,7 @@ def _data_keys(history_cls: type[Any]) -> list[str]:
     mapper = sa.inspect(history_cls)
     keys = []
     for prop in mapper.column_attrs:
-        if prop.columns[0].info.get(INFO_KEY) in ("version", "changed", "change_info"):
+        if prop.columns[0].info.get(INFO_KEY) in META_COLUMNS:
             continue
         keys.append(prop.key)
     return keys
@@ -99,6 +100,7 @@ def diff(
 ) -> dict[str, tuple[Any, Any]]:
     """``{column: (old, new)}`` between history object ``from_model`` and ``to``."""
     info = versioning_info(type(obj))
+    policy = info.policy
     to = obj if to is None else to
     if not isinstance(from_model, HistoryBase):
         raise ChrononautException("Cannot diff from a non-history model.")
@@ -118,12 +120,12 @@ def diff(
         return {}  # a version with itself
     result = {}
     for key in _data_keys(type(from_model)):
-        if key not in info.tracked:
+        if key not in policy.tracked:
             continue
         old, new = getattr(from_model, key), getattr(to, key)
         if old != new:
             result[key] = (old, new)
-    if include_hidden and info.hidden:
+    if include_hidden and policy.hidden:
         history_cls = info.history_mapper.class_
         rows = (
             versions_query(obj)
@@ -132,6 +134,6 @@ def diff(
             .all()
         )
         changed_hidden = {c for (ci,) in rows for c in (ci or {}).get("hidden_cols_changed", [])}
-        for key in sorted(changed_hidden & info.hidden):
+        for key in sorted(changed_hidden & policy.hidden_keys):
             result[key] = (None, getattr(obj, key))
     return result

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import NO_VALUE
+from sqlalchemy.orm.attributes import NO_VALUE, instance_state
 
 from .. import context, flush_writes
 from ..exceptions import ChrononautException
@@ -24,6 +24,7 @@ from ..locking import optimistic
 from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
 from .history import HistoryBase, VersioningInfo
+from .names import CHANGE_INFO, CHANGED, VERSION
 from .record_changes import RecordChanges
 
 #: Key in ``Session.info`` of what the current flush will write.
@@ -153,7 +154,7 @@ def _consume_pending(state: Any) -> None:
 def _prior_values(obj: Any, state: Any, info: VersioningInfo) -> dict[str, Any]:
     committed = state.committed_state
     values = {}
-    for key in info.tracked:
+    for key in info.policy.tracked:
         if key in committed and committed[key] is not NO_VALUE:
             values[key] = committed[key]
         elif key in state.dict:
@@ -164,9 +165,9 @@ def _prior_values(obj: Any, state: Any, info: VersioningInfo) -> dict[str, Any]:
 
 
 def _committed_version(obj: Any, state: Any) -> int:
-    old = state.committed_state.get("version", NO_VALUE)
+    old = state.committed_state.get(VERSION, NO_VALUE)
     if old is NO_VALUE or old is None:
-        old = state.dict.get("version", NO_VALUE)
+        old = state.dict.get(VERSION, NO_VALUE)
     if old is NO_VALUE:
         old = obj.version
     return old
@@ -191,30 +192,30 @@ class _FlushRecorder:
 
     def record_update(self, write: RecordWrite) -> None:
         obj = write.obj
-        state = sa.inspect(obj)
+        state = instance_state(obj)
         info = type(obj).__chrononaut__
         self.require_extra(obj, state)
         version = _committed_version(obj, state)
         self.plan.write(obj, state, version)
         values = _prior_values(obj, state, info)
-        values["version"] = version
-        values["changed"] = self.now
-        values["change_info"] = self.builder.build(obj, state, hidden_changed=sorted(write.hidden))
+        values[VERSION] = version
+        values[CHANGED] = self.now
+        values[CHANGE_INFO] = self.builder.build(obj, state, hidden_changed=sorted(write.hidden))
         if write.collections:
-            self.plan.collections.append((values["change_info"], write.collections))
+            self.plan.collections.append((values[CHANGE_INFO], write.collections))
         self.rows.add(info, state.mapper, values)
         _consume_pending(state)
         obj.version = version + 1
 
     def record_delete(self, obj: Any) -> None:
-        state = sa.inspect(obj)
+        state = instance_state(obj)
         info = type(obj).__chrononaut__
         self.require_extra(obj, state)
         values = _prior_values(obj, state, info)
-        values["version"] = _committed_version(obj, state)
-        self.plan.write(obj, state, values["version"])
-        values["changed"] = self.now
-        values["change_info"] = self.builder.build(obj, state, deleted=True)
+        values[VERSION] = _committed_version(obj, state)
+        self.plan.write(obj, state, values[VERSION])
+        values[CHANGED] = self.now
+        values[CHANGE_INFO] = self.builder.build(obj, state, deleted=True)
         self.rows.add(info, state.mapper, values)
         _consume_pending(state)
 
@@ -240,7 +241,7 @@ class _FlushRecorder:
             info = root.__chrononaut__
             hist = info.history_mapper
             pk_cols = [hist.get_property(k).columns[0] for k in info.pk_keys]
-            version_col = hist.get_property("version").columns[0]
+            version_col = hist.get_property(VERSION).columns[0]
             stmt = (
                 sa.select(*pk_cols, sa.func.max(version_col))
                 .where(sa.tuple_(*pk_cols).in_([pk for pk, _ in pairs]))
@@ -273,17 +274,17 @@ def refuse_history_insert(name: str) -> None:
     )
 
 
-def _check_history_writes(session: Session) -> None:
-    for obj in session.new:
+def _check_history_writes(session: Session, writes: flush_writes.FlushWrites) -> None:
+    for obj in writes.new:
         if isinstance(obj, HistoryBase):
             refuse_history_insert(repr(obj))
-    for obj in session.deleted:
+    for obj in writes.deleted:
         if isinstance(obj, HistoryBase) and not context.history_deletion_allowed():
             raise ChrononautException(
                 f"Refusing to delete {obj!r}: history rows are kept; delete them only inside "
                 "suppress_versioning(allow_deleting_history=True)."
             )
-    for obj in session.dirty:
+    for obj in writes.dirty:
         if isinstance(obj, HistoryBase) and session.is_modified(obj):
             raise ChrononautException(f"Refusing to modify {obj!r}: history rows are immutable.")
 
@@ -291,14 +292,14 @@ def _check_history_writes(session: Session) -> None:
 def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     """Compute history rows and bump versions for everything about to be flushed."""
     session.info.pop(PENDING_ROWS_KEY, None)
-    _check_history_writes(session)
+    writes = flush_writes.of_flush(session, flush_context)
+    _check_history_writes(session, writes)
     recorder = _FlushRecorder(session)
     token = activate(recorder.settings)
     try:
         suppressed = context.versioning_suppressed()
-        writes = flush_writes.of_flush(session, flush_context)
-        new = [o for o in session.new if _is_versioned(o)]
-        for obj in session.new:
+        new = [o for o in writes.new if _is_versioned(o)]
+        for obj in writes.new:
             if isinstance(obj, RecordChanges):
                 recorder.stamp(obj)
         if new:  # suppressed too: a later versioned update must not repeat a version
@@ -314,7 +315,7 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
             if isinstance(write.obj, RecordChanges):
                 recorder.stamp(write.obj)
         changed = {id(w.obj) for w in writes.changes}
-        for obj in session.dirty:
+        for obj in writes.dirty:
             if (
                 isinstance(obj, RecordChanges)
                 and id(obj) not in changed

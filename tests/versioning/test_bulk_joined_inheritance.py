@@ -95,3 +95,35 @@ def test_bulk_delete_of_the_base_writes_deletion_rows_in_every_history_table(ses
         (3, 20, True),
     ]
     assert session.scalars(sa.select(Employee.id)).all() == [1]
+
+
+def test_bulk_update_of_a_base_without_discriminator_keeps_a_subclass_hidden_column_out(
+    Base, engine, session
+):
+    class Account(Base, Versioned):
+        __tablename__ = "account"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        secret: Mapped[str | None]
+
+    class Vault(Account):
+        __tablename__ = "vault"
+        __chrononaut_hidden__ = ["secret"]
+        id: Mapped[int] = mapped_column(sa.ForeignKey("account.id"), primary_key=True)
+        level: Mapped[int]
+
+    Base.metadata.create_all(engine)
+    session.add_all(
+        [Account(id=1, name="a", secret="s1"), Vault(id=2, name="v", secret="s2", level=1)]
+    )
+    session.commit()
+    session.execute(sa.update(Account).values(name="renamed", secret="new"))
+    session.commit()
+
+    history = Account.__chrononaut__.history_table
+    rows = session.execute(sa.select(history.c.id, history.c.secret, history.c.change_info))
+    by_id = {row.id: row for row in rows}
+    assert by_id[1].secret == "s1"
+    assert by_id[2].secret is None  # Vault hides it: never stored
+    assert by_id[2].change_info["hidden_cols_changed"] == ["secret"]
+    assert "hidden_cols_changed" not in by_id[1].change_info

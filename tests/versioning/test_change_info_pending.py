@@ -104,3 +104,45 @@ def test_append_change_info_kept_for_a_rollback_satisfies_strict_mode(Ticket, en
         session.rollback()
 
         assert extras(session, Ticket) == [{"reason": "merge"}]
+
+
+def test_append_change_info_of_two_flushes_survives_the_rollback_of_their_transaction(
+    Ticket, session
+):
+    ticket = Ticket(id=1, title="a")
+    session.add(ticket)
+    session.commit()
+    with append_change_info(ticket, reason="first"):
+        ticket.title = "b"
+    session.flush()  # writes version 0 with "first"
+    with append_change_info(ticket, ticket="OPS-7"):
+        ticket.title = "c"
+    session.flush()  # writes version 1 with "OPS-7"
+    session.rollback()  # neither was written
+    assert extras(session, Ticket) == []
+    ticket.title = "c"
+    session.commit()
+    ticket.title = "d"
+    session.commit()
+
+    assert extras(session, Ticket) == [{"reason": "first", "ticket": "OPS-7"}, None]
+
+
+def test_append_change_info_of_committed_versions_is_not_repeated(Ticket, session):
+    ticket = Ticket(id=1, title="a")
+    session.add(ticket)
+    session.commit()
+    with append_change_info(ticket, reason="first"):
+        ticket.title = "b"
+    session.commit()  # version 0 written with "first"
+    savepoint = session.begin_nested()
+    with append_change_info(ticket, reason="second"):
+        ticket.title = "c"
+    session.flush()
+    savepoint.rollback()
+    ticket.title = "c"
+    session.commit()
+    ticket.title = "d"
+    session.commit()
+
+    assert extras(session, Ticket) == [{"reason": "first"}, {"reason": "second"}, None]

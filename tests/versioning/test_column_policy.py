@@ -92,3 +92,30 @@ def test_meta_column_names_are_defined_once(hierarchy):
     assert META_COLUMNS == names.META_COLUMNS == ("version", "changed", "change_info")
     table = hierarchy[0].__chrononaut__.history_table
     assert {names.VERSION, names.CHANGED, names.CHANGE_INFO} <= set(table.c.keys())
+
+
+def test_versioning_info_reads_its_sets_from_the_policy(hierarchy):
+    for cls in hierarchy:
+        info = cls.__chrononaut__
+        assert info.tracked is info.policy.tracked
+        assert info.hidden is info.policy.hidden_keys
+        assert info.untracked is info.policy.untracked_keys
+
+
+def test_meta_column_names_are_not_spelled_out_elsewhere_in_the_package():
+    """The writers and readers of history name the meta columns through names.py only."""
+    import pathlib
+    import re
+
+    import chrononaut
+
+    root = pathlib.Path(chrononaut.__file__).parent
+    literal = re.compile(r"(?<![\w'])\"(version|changed|change_info)\"")
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "names.py" or path.name == "exceptions.py":  # JSON field names there
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if literal.search(line) and not line.lstrip().startswith("#"):
+                found.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert found == []

@@ -159,3 +159,51 @@ def test_detaching_a_stale_child_raises_conflict(session_factory, detach_models)
         mine.rollback()
     with session_factory() as check:
         assert _current(check, Item, "box_id", "name") == [(1, 1, 1, "theirs")]
+
+
+def test_moving_a_child_between_parents_without_backref_versions_the_child(session, detach_models):
+    Box, Item = detach_models
+    session.add_all([Box(id=1, items=[Item(id=1, name="a")]), Box(id=2)])
+    session.commit()
+
+    one, two = session.get(Box, 1), session.get(Box, 2)
+    item, _ = one.items[0], two.items  # loaded: no autoflush between the two steps
+    one.items.remove(item)
+    two.items.append(item)
+    session.commit()
+
+    assert _rows(session, Item, "box_id") == [(1, 0, 1)]
+    assert _current(session, Item, "box_id") == [(1, 1, 2)]
+
+
+def test_removing_a_child_from_a_collection_without_backref_versions_the_child(
+    session, detach_models
+):
+    Box, Item = detach_models
+    session.add(Box(id=1, items=[Item(id=1, name="a"), Item(id=2, name="b")]))
+    session.commit()
+
+    box = session.get(Box, 1)
+    box.items.remove(session.get(Item, 2))
+    session.commit()
+
+    assert _rows(session, Item, "box_id") == [(2, 0, 1)]
+    assert _current(session, Item, "box_id") == [(1, 0, 1), (2, 1, None)]
+
+
+def test_moving_a_stale_child_raises_conflict(session_factory, detach_models):
+    from chrononaut import ConflictError
+
+    Box, Item = detach_models
+    with session_factory() as setup:
+        setup.add_all([Box(id=1, items=[Item(id=1, name="a")]), Box(id=2)])
+        setup.commit()
+    with session_factory() as session, session_factory() as other:
+        one, two = session.get(Box, 1), session.get(Box, 2)
+        item, _ = one.items[0], two.items
+        other.get(Item, 1).name = "changed meanwhile"
+        other.commit()
+        one.items.remove(item)
+        two.items.append(item)
+        with pytest.raises(ConflictError):
+            session.commit()
