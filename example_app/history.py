@@ -37,6 +37,12 @@ class Entry:
     changes: list[FieldChange] = field(default_factory=list)
     created: bool = False
     values: dict[str, Any] = field(default_factory=dict)
+    #: the version this one reverted to (``change_info["reverted_to"]``)
+    reverted_to: int | None = None
+    #: this version brought the document back after a deletion: who deleted it, when
+    restored: bool = False
+    deleted_by: str | None = None
+    deleted_at: datetime | None = None
 
 
 def _lease_broken(info: dict[str, Any]) -> dict[str, Any] | None:
@@ -49,7 +55,10 @@ def history_entries(document: Document) -> list[Entry]:
 
     History row *v* holds version *v*'s values and, in its ``change_info``,
     who made the change to version *v + 1*; the record itself is the last
-    version. Version 0's author is ``created_by``.
+    version. Version 0's author is ``created_by``. After a deletion row comes
+    the version ``chrononaut.restore`` brought back: who restored it is known
+    while it is the current version (``RecordChanges`` stamps the row), and the
+    deletion row says who deleted it and when.
     """
     states: list[Any] = [*document.versions(), document]
     hidden = Document.__chrononaut__.hidden
@@ -65,6 +74,9 @@ def history_entries(document: Document) -> list[Entry]:
     ]
     for older, newer in pairwise(states):
         info = older.change_info or {}
+        if older.is_deletion:
+            entries.append(_restored_entry(document, older, newer))
+            continue
         diff = document.diff(older, to=newer)
         changes = [
             FieldChange(name, FIELD_LABELS[name], *diff[name]) for name in FIELDS if name in diff
@@ -81,6 +93,22 @@ def history_entries(document: Document) -> list[Entry]:
                 rationale=(info.get("extra") or {}).get("rationale"),
                 lease_broken=_lease_broken(info),
                 changes=changes,
+                reverted_to=info.get("reverted_to"),
             )
         )
     return entries[::-1]
+
+
+def _restored_entry(document: Document, deletion: Any, restored: Any) -> Entry:
+    """The version after a deletion row: the document restored as it was deleted."""
+    info = deletion.change_info or {}
+    current = (document.change_info or {}) if restored is document else {}
+    return Entry(
+        version=restored.version,
+        user_id=current.get("user_id") if current.get("restored") else None,
+        changed=document.changed if current.get("restored") else None,
+        restored=True,
+        deleted_by=info.get("user_id"),
+        deleted_at=deletion.changed,
+        rationale=(info.get("extra") or {}).get("rationale"),
+    )
