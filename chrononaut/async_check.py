@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 try:  # not a documented name; present in SQLAlchemy 2.0 and 2.1
     from sqlalchemy.util.concurrency import in_greenlet
@@ -37,7 +38,7 @@ def _asyncio() -> Any:
 def is_async(session: Any) -> bool:
     """Whether ``session`` (a sync Session) is the ``sync_session`` of an AsyncSession."""
     asyncio = _asyncio()
-    if session is None or asyncio is None:
+    if asyncio is None or not isinstance(session, Session):
         return False
     return asyncio.async_session(session) is not None
 
@@ -50,6 +51,22 @@ def sync_target(target: Any, create: bool) -> Any:
     from .aio.sessions import sync_target as aio_sync_target
 
     return aio_sync_target(target, create)
+
+
+def refuse_async_session(session: Any, sync_form: str, async_form: str) -> None:
+    """Raise :class:`TypeError` if ``session`` is an ``AsyncSession`` or
+    ``async_scoped_session``, or the sync side of an AsyncSession used outside its
+    greenlet, naming ``async_form``: for the calls that take a session first."""
+    asyncio = _asyncio()
+    if asyncio is None:
+        return
+    if isinstance(session, asyncio.AsyncSession | asyncio.async_scoped_session) or (
+        is_async(session) and not in_greenlet()
+    ):
+        raise TypeError(
+            f"{sync_form} takes a Session, got the AsyncSession {session!r}; use {async_form} "
+            "instead."
+        )
 
 
 def refuse_async(obj: Any, sync_form: str, async_form: str) -> None:

@@ -122,6 +122,7 @@ class Versioned:
             doc.revert_to(2)
             session.commit()
         """
+        refuse_async(self, "record.revert_to()", "await chrononaut.aio.revert_to(record, version)")
         return revert.revert_to(self, version)
 
     # --- locking: see chrononaut.locking ---------------------------------------
