@@ -10,6 +10,9 @@ Each runs the sync implementation inside the AsyncSession's greenlet
 
 from __future__ import annotations
 
+from .actions import prune as prune
+from .actions import restore as restore
+from .actions import revert_to as revert_to
 from .actor import TaskActor as TaskActor
 from .history import diff as diff
 from .history import has_changed_since as has_changed_since
@@ -37,8 +40,11 @@ __all__ = [
     "lease",
     "lock",
     "previous_version",
+    "prune",
     "release_lease",
+    "restore",
     "retry_on_conflict",
+    "revert_to",
     "version_at",
     "versions",
     "versions_select",

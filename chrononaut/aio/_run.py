@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession, async_session
+from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_session
 from sqlalchemy.orm import InstanceState
 
 T = TypeVar("T")
@@ -49,3 +49,19 @@ async def run(obj: Any, fn: Callable[[], T], form: str, sync_form: str) -> T:
     if proxy is None:
         return fn()
     return await proxy.run_sync(lambda _session: fn())
+
+
+def session_argument(session: Any, form: str, sync_form: str) -> AsyncSession:
+    """``session`` as an AsyncSession (an ``async_scoped_session`` gives its current one);
+    :class:`TypeError` naming ``sync_form`` for anything else::
+
+        session_argument(db, "chrononaut.aio.restore()", "chrononaut.restore()")
+    """
+    if isinstance(session, async_scoped_session):
+        session = session()
+    if not isinstance(session, AsyncSession):
+        raise TypeError(
+            f"{form} takes an AsyncSession (or async_scoped_session) first, got {session!r}; "
+            f"with a Session call {sync_form} instead."
+        )
+    return session

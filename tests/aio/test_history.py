@@ -76,6 +76,7 @@ SYNC_FORMS = [
     ),
     ("previous_version", lambda doc: doc.previous_version(), "aio.previous_version(record)"),
     ("diff", lambda doc: doc.diff(doc, include_hidden=True), "aio.diff(record"),
+    ("revert_to", lambda doc: doc.revert_to(0), "await chrononaut.aio.revert_to(record, version)"),
     ("lock", lambda doc: doc.lock().__enter__(), "async with chrononaut.aio.lock("),
     ("chrononaut.lock", lambda doc: chrononaut.lock(doc).__enter__(), "aio.lock("),
     ("is_locked", lambda doc: doc.is_locked(), "aio.is_locked(record)"),
