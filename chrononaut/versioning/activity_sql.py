@@ -32,6 +32,16 @@ from .creations import table_of
 from .history import INFO_KEY, versioning_info
 from .names import CHANGE_INFO, CHANGED, TRANSACTION_ID, VERSION
 
+#: Constants are written into the SQL, not sent as parameters: a driver that
+#: prepares statements (asyncpg) must know every parameter's type, and the
+#: shape's constants never change anyway.
+_ONE = sa.literal_column("1", sa.Integer)
+
+
+def _text(value: str) -> Any:
+    """``value`` as a SQL string literal."""
+    return sa.literal_column("'" + value.replace("'", "''") + "'", sa.Text)
+
 
 def base_of(cls: type[Any]) -> type[Any]:
     """The versioned class at the top of ``cls``'s hierarchy."""
@@ -63,7 +73,7 @@ def _common(table: Any, shape: Shape) -> list[Any]:
     where = []
     if shape.user_id:
         user = sa.bindparam("user_id", None, type_=sa.Text)
-        where.append(table.c[CHANGE_INFO]["user_id"].astext == user)
+        where.append(table.c[CHANGE_INFO].op("->>")(_text("user_id")) == user)
     if shape.since:
         where.append(table.c[CHANGED] >= sa.bindparam("since", None, type_=_TIME))
     if shape.until:
@@ -146,7 +156,7 @@ def _history_branch(cls: type[Any], shape: Shape, classes: tuple[type[Any], ...]
     following = _next_state(info, mapper, inner, pks)
     columns = _changed_columns(info, mapper, inner, following)
     return sa.select(
-        sa.literal(branch, sa.Text).label("branch"),
+        _text(branch).label("branch"),
         inner.c.changed,
         inner.c.version,
         inner.c.change_info,
@@ -197,18 +207,18 @@ def _next_state(info: Any, mapper: Any, inner: Any, pks: list[Any]) -> Any:
     model_pk = [local.c[c.key] for c in mapper.primary_key]
     version_column = next(c for c in local.c if c.info.get(INFO_KEY) == VERSION)
     from_history = sa.select(
-        sa.literal(1).label("found"),
+        _ONE.label("found"),
         *[history.c[key].label(f"n_{key}") for key, _ in compared],
     ).where(
         *[a == b for a, b in zip(history_pk, pks, strict=True)],
-        history.c[VERSION] == inner.c.version + 1,
+        history.c[VERSION] == inner.c.version + _ONE,
     )
     from_record = sa.select(
-        sa.literal(1).label("found"),
+        _ONE.label("found"),
         *[column.label(f"n_{key}") for key, column in compared],
     ).where(
         *[a == b for a, b in zip(model_pk, pks, strict=True)],
-        version_column == inner.c.version + 1,
+        version_column == inner.c.version + _ONE,
     )
     return sa.union_all(from_history, from_record).limit(1).lateral("chrononaut_following")
 
@@ -236,11 +246,11 @@ def _changed_columns(info: Any, mapper: Any, inner: Any, following: Any) -> Any:
     for key, model_column in _compared(info, mapper):
         attribute = mapper.get_property_by_column(model_column).key
         differs = _image_differs(inner.c[f"v_{key}"], following.c[f"n_{key}"])
-        names.append(sa.case((differs, sa.literal(attribute, sa.Text))))
+        names.append(sa.case((differs, _text(attribute))))
     if names:
         array: Any = sa.func.array_remove(postgresql_array(names), sa.null())
     else:
-        array = sa.cast(sa.literal("{}"), ARRAY(sa.Text))
+        array = sa.literal_column("'{}'::text[]", ARRAY(sa.Text))
     return sa.case((following.c.found.is_(None), sa.null()), else_=array)
 
 
@@ -249,10 +259,10 @@ def _creation_branch(cls: type[Any], shape: Shape, classes: tuple[type[Any], ...
     table = table_of(base)
     name = keys.table_name(base)
     branch = creation_branch_name(base)
-    where = [table.c.table_name == name, *_common(table, shape)]
+    where = [table.c.table_name == _text(name), *_common(table, shape)]
     identities = _subclass_filter(classes)
     if identities is not None:
-        where.append(table.c.entity.in_([str(i) for i in identities]))
+        where.append(table.c.entity.in_([_text(str(i)) for i in identities]))
     order = [table.c[CHANGED], table.c.record_key, table.c[VERSION]]
     if shape.cursor_branch is not None:
         where.append(_keyset(branch, shape, order))
@@ -274,7 +284,7 @@ def _creation_branch(cls: type[Any], shape: Shape, classes: tuple[type[Any], ...
         order_by=[inner.c.changed.desc(), inner.c.key.desc(), inner.c.version.desc()]
     )
     return sa.select(
-        sa.literal(branch, sa.Text).label("branch"),
+        _text(branch).label("branch"),
         inner.c.changed,
         inner.c.version,
         inner.c.change_info,

@@ -37,7 +37,8 @@ def test_history_queries_match_the_sync_forms(url):
             return {
                 "titles": [v.title for v in old],
                 "selected": [v.version for v in selected],
-                "at_start": (await aio.version_at(doc, first.changed - timedelta(days=1))).version,
+                "at_start": (await aio.version_at(doc, first.changed)).version,
+                "before_creation": await aio.version_at(doc, first.changed - timedelta(days=1)),
                 "at_now": await aio.version_at(doc, now + timedelta(days=1)) is doc,
                 "changed_before": await aio.has_changed_since(doc, first.changed),
                 "changed_after": await aio.has_changed_since(doc, now + timedelta(days=1)),
@@ -53,6 +54,7 @@ def test_history_queries_match_the_sync_forms(url):
     assert result["titles"] == ["v0", "v1", "v2"]
     assert result["selected"] == [0, 1]
     assert result["at_start"] == 0
+    assert result["before_creation"] is None  # the record did not exist yet
     assert result["at_now"] is True
     assert (result["changed_before"], result["changed_after"]) == (True, False)
     assert result["previous"] == 2
