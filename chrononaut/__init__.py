@@ -34,6 +34,8 @@ from .settings import Settings as Settings
 from .versioning import HistoryBase as HistoryBase
 from .versioning import RecordChanges as RecordChanges
 from .versioning import Versioned as Versioned
+from .versioning.activity import Activity as Activity
+from .versioning.activity import activity as activity
 from .versioning.database_guard import enable_database_guard as enable_database_guard
 from .versioning.restore import restore as restore
 from .versioning.retention import prune as prune
@@ -53,6 +55,7 @@ _FLASK_GLUE = {
 }
 
 __all__ = [
+    "Activity",
     "Change",
     "ChrononautException",
     "ConfigurationError",
@@ -70,6 +73,7 @@ __all__ = [
     "Versioned",
     "VersionedSQLAlchemy",
     "acting_as",
+    "activity",
     "append_change_info",
     "check_if_match",
     "enable_database_guard",

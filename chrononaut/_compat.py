@@ -13,6 +13,9 @@ it is claimed:
   bulk ``UPDATE`` sets; ``Update`` has no public reader of its SET clause.
 - ``InstanceState.manager[key].impl``: the attribute's own comparison and
   parent tracking, which the flush uses to tell a real change from a no-op.
+- ``Insert._propagate_attrs``, ``Insert._multi_values``, ``Insert._returning``:
+  whether a bulk INSERT was built on an ORM entity, has several VALUES sets, and
+  how many RETURNING entries the caller asked for (creation events).
 """
 
 from __future__ import annotations
@@ -59,3 +62,18 @@ def attribute_impl(state: Any, key: str) -> Any:
 def attribute_is_equal(state: Any, key: str, new: Any, old: Any) -> bool:
     """Whether the attribute ``key`` compares ``new`` and ``old`` as equal (no change)."""
     return bool(attribute_impl(state, key).is_equal(new, old))
+
+
+def is_orm_statement(statement: Any) -> bool:
+    """Whether ``statement`` was built on an ORM entity (``insert(Model)``), not a Table."""
+    return bool(statement._propagate_attrs.get("compile_state_plugin") == "orm")
+
+
+def has_multi_values(statement: Any) -> bool:
+    """Whether an ``Insert`` has several VALUES sets (``values([{...}, {...}])``)."""
+    return bool(statement._multi_values)
+
+
+def returning_count(statement: Any) -> int:
+    """How many RETURNING entries the caller put on ``statement``."""
+    return len(statement._returning)

@@ -24,6 +24,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .locking import keys, leases
+from .versioning import creations
+from .versioning.activity import MAX_LIMIT, Activity, activity
 from .versioning.mixin import Versioned
 from .versioning.retention import DEFAULT_BATCH_SIZE, prune
 
@@ -151,28 +153,129 @@ def _change_lines(row: Any, newer: Any) -> list[str]:
     return lines or ["no visible change"]
 
 
-def _history_report(described: str, record: Any, rows: list[Any]) -> list[str]:
+def _creation_events(session: Any, cls: type[Any], identity: tuple[Any, ...]) -> dict[int, Any]:
+    """version -> creation event (``changed``, ``change_info``) of the record ``identity``."""
+    table = creations.table_of(cls)
+    rows = session.execute(
+        sa.select(table.c.version, table.c.changed, table.c.change_info).where(
+            table.c.table_name == keys.table_name(cls),
+            table.c.record_key == keys.record_key(identity),
+        )
+    )
+    return {row.version: row for row in rows}
+
+
+def _who(change_info: dict[str, Any]) -> str:
+    who = change_info.get("user_id")
+    if change_info.get("source") == "database":  # written by the database guard
+        who = f"database user {change_info.get('db_user')}"
+    return str(who) if who is not None else "unknown"
+
+
+def _creation_line(version: int, event: Any) -> str:
+    if event is None:
+        return f"version {version}  created (when and by whom is not recorded)"
+    change_info = event.change_info or {}
+    why = (change_info.get("extra") or {}).get("rationale")
+    restored = "  (restored)" if change_info.get("restored") else ""
+    return (
+        f"version {version}  created by {_who(change_info)} at {_utc(event.changed)}  "
+        f"rationale: {why if why is not None else '-'}{restored}"
+    )
+
+
+def _history_report(
+    described: str, record: Any, rows: list[Any], created: dict[int, Any] | None = None
+) -> list[str]:
     """The report of ``flask chrononaut history``: one block per version."""
+    created = created or {}
     if record is not None:
         head = f"{described}: version {record.version}, {len(rows)} earlier version(s)"
     else:
         head = f"{described}: deleted, {len(rows)} version(s) in history"
     first = rows[0].version if rows else record.version
-    lines = [head, f"version {first}  created (when and by whom is not recorded)"]
+    lines = [head, _creation_line(first, created.get(first))]
     states = [*rows, record]
     for index, row in enumerate(rows):
+        if index and row.version in created:  # the key was inserted again (restored)
+            lines.append(_creation_line(row.version, created[row.version]))
         change_info = row.change_info or {}
-        who = change_info.get("user_id")
-        if change_info.get("source") == "database":  # written by the database guard
-            who = f"database user {change_info.get('db_user')}"
         why = (change_info.get("extra") or {}).get("rationale")
         lines.append(
-            f"version {row.version + 1}  {_utc(row.changed)}  "
-            f"by {who if who is not None else 'unknown'}  "
+            f"version {row.version + 1}  {_utc(row.changed)}  by {_who(change_info)}  "
             f"rationale: {why if why is not None else '-'}"
         )
         lines += [f"    {line}" for line in _change_lines(row, states[index + 1])]
+    inserted_again = record is not None and rows and record.version in created
+    if inserted_again and record.version not in {row.version for row in rows}:
+        lines.append(_creation_line(record.version, created[record.version]))
     return lines
+
+
+# --- activity ---------------------------------------------------------------------
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO date or time (2026-01-01, 2026-01-01T09:30); times "
+            "without an offset are UTC.",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _activity_line(entry: Activity) -> str:
+    change_info = entry.change_info
+    why = (entry.extra or {}).get("rationale") if isinstance(entry.extra, dict) else None
+    line = (
+        f"{_utc(entry.changed)}  {entry.operation:<6}  {entry.describe()}  "
+        f"version {entry.version}  by {_who(change_info)}  transaction {entry.transaction_id}"
+    )
+    if entry.columns:
+        line += f"  changed: {', '.join(entry.columns)}"
+    if why is not None:
+        line += f"  rationale: {why}"
+    return line
+
+
+@chrononaut_cli.command("activity")
+@click.option("--user", "user", help="Only changes by this user id.")
+@click.option("--since", "since", help="Only changes at or after this ISO date or time (UTC).")
+@click.option("--model", "model_names", multiple=True, help="Only this model (repeatable).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIMIT),
+    default=50,
+    show_default=True,
+    help="How many changes to print.",
+)
+def activity_command(
+    user: str | None, since: str | None, model_names: tuple[str, ...], limit: int
+) -> None:
+    """Print the newest changes to versioned records across models: creations, updates,
+    deletions; who, when, which columns, which transaction."""
+    db = _db()
+    models = [_model(db, name) for name in model_names] or [
+        cls
+        for classes in _versioned_models(db).values()
+        for cls in classes
+        if sa.inspect(cls).base_mapper.class_ is cls
+    ]
+    moment = _since(since)
+    with db.session.session_factory() as session:
+        try:
+            entries = activity(session, user_id=user, since=moment, models=models, limit=limit)
+        except (TypeError, ValueError) as error:
+            raise click.ClickException(str(error)) from None
+    if not entries:
+        click.echo("No changes.")
+    for entry in entries:
+        click.echo(_activity_line(entry))
 
 
 @chrononaut_cli.command("history")
@@ -192,7 +295,8 @@ def history_command(model: str, pk: str) -> None:
         rows = _history_rows(session, cls, identity)
         if record is None and not rows:
             raise click.ClickException(f"No {described} in the database, nor any history of it.")
-        for line in _history_report(described, record, rows):
+        created = _creation_events(session, cls, identity)
+        for line in _history_report(described, record, rows, created):
             click.echo(line)
 
 

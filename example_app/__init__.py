@@ -19,6 +19,7 @@ import chrononaut
 
 from . import actions as actions  # registers revert and restore on the documents blueprint
 from . import editing as editing  # registers the edit routes on the documents blueprint
+from .activity import bp as activity_bp
 from .auth import init_auth
 from .csrf import init_csrf
 from .forms import FIELD_LABELS
@@ -67,6 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_csrf(app)
     init_auth(app)
     app.register_blueprint(documents_bp)
+    app.register_blueprint(activity_bp)
     for code in (400, 403, 404, 405):
         app.register_error_handler(code, _http_error)
     app.jinja_env.filters["utc"] = utc

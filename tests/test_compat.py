@@ -88,3 +88,20 @@ def test_no_private_sqlalchemy_names_outside_compat():
         if PRIVATE.search(line) or "._props" in line or ".manager[" in line
     ]
     assert found == []
+
+
+def test_insert_statement_readers():
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = "item"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    table = Item.__table__
+    assert _compat.is_orm_statement(sa.insert(Item))
+    assert not _compat.is_orm_statement(sa.insert(table))
+    assert _compat.has_multi_values(sa.insert(table).values([{"id": 1}, {"id": 2}]))
+    assert not _compat.has_multi_values(sa.insert(table).values(id=1))
+    assert _compat.returning_count(sa.insert(table)) == 0
+    assert _compat.returning_count(sa.insert(table).returning(table.c.id, table.c.id)) == 2

@@ -22,6 +22,55 @@ read changes nothing, because the session's own ``lock()`` keys never reach it.
 """
 
 MUTATIONS = [
+    # --- changesets, creation events and the activity feed ----------------------
+    {
+        "id": "feed-keyset-repeats-ties",
+        "description": "a branch after the cursor's keeps rows at the cursor's time: pages repeat",
+        "file": "chrononaut/versioning/activity_sql.py",
+        "original": "        return order[0] < changed\n",
+        "replacement": "        return order[0] <= changed\n",
+        "tests": ["tests/versioning/test_activity.py"],
+    },
+    {
+        "id": "feed-limit-zero-accepted",
+        "description": "activity(limit=0) is sent to the database instead of refused",
+        "file": "chrononaut/versioning/activity.py",
+        "original": "    if not 1 <= value <= MAX_LIMIT:",
+        "replacement": "    if not 0 <= value <= MAX_LIMIT:",
+        "tests": ["tests/versioning/test_activity.py"],
+    },
+    {
+        "id": "creation-pending-info-kept",
+        "description": "a creation event does not consume the record's pending top-level info",
+        "file": "chrononaut/versioning/creations.py",
+        "original": "            state.info.pop(context.PENDING_TOP_INFO_KEY, None)",
+        "replacement": "            pass",
+        "tests": ["tests/versioning/test_creations.py"],
+    },
+    {
+        "id": "creation-infos-all-shared",
+        "description": "a class's creation events all take the first record's change_info",
+        "file": "chrononaut/versioning/creations.py",
+        "original": "uniform = all(info is first or info == first for info in group.infos)",
+        "replacement": "uniform = True",
+        "tests": ["tests/versioning/test_creations.py"],
+    },
+    {
+        "id": "version-at-before-creation",
+        "description": "version_at() at the very instant of a record's creation answers None",
+        "file": "chrononaut/versioning/queries.py",
+        "original": "    if created is not None and created > at:",
+        "replacement": "    if created is not None and created >= at:",
+        "tests": ["tests/versioning/test_creations.py", "tests/versioning/test_queries.py"],
+    },
+    {
+        "id": "transaction-id-written-null",
+        "description": "history INSERTs name transaction_id, writing NULL over its default",
+        "file": "chrononaut/versioning/history.py",
+        "original": "    return [c for c in table.c if c.info.get(INFO_KEY) != TRANSACTION_ID]",
+        "replacement": "    return list(table.c)",
+        "tests": ["tests/versioning/test_creations.py"],
+    },
     # --- versioning: what history records -------------------------------------
     {
         "id": "hidden-copied-to-history",

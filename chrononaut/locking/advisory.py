@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ..async_check import refuse_async
 from ..exceptions import ChrononautException, DeadlockError, LockTimeoutError, RecordLockedError
 from ..settings import check_seconds
 from ..sqlstate import DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE, sqlstate
@@ -270,6 +271,9 @@ def lock(
     """
     if not records:
         raise ValueError("lock() needs at least one record")
+    refuse_async(
+        records[0], "record.lock() / chrononaut.lock()", "async with chrononaut.aio.lock(...)"
+    )
     if timeout is not None:
         timeout = check_seconds(timeout, "timeout")
     if not isinstance(nowait, bool) or not isinstance(shared, bool):

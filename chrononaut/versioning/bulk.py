@@ -34,6 +34,7 @@ from .. import _compat, context
 from ..exceptions import ChrononautException
 from ..flush_writes import GUARD_INFO_KEY
 from ..settings import activate, deactivate, settings_for
+from . import creations
 from .change_info import ChangeInfoBuilder
 from .history import HistoryBase, VersioningInfo, is_history_table, versioned_class_of_table
 from .names import CHANGE_INFO, CHANGED, VERSION
@@ -75,6 +76,15 @@ def _refuse_history_statement(orm_state: ORMExecuteState, name: str) -> None:
     )
 
 
+def _inserted_class(orm_state: ORMExecuteState) -> type[Any] | None:
+    """The versioned class whose table a bulk INSERT writes, if any."""
+    mapper = orm_state.bind_mapper
+    cls = mapper.class_ if mapper is not None else _versioned_class_of_table(orm_state.statement)
+    if cls is None or getattr(cls, "__chrononaut__", None) is None:
+        return None
+    return cls
+
+
 def _refuse_history_insert_statement(orm_state: ORMExecuteState) -> None:
     mapper = orm_state.bind_mapper
     if mapper is not None and issubclass(mapper.class_, HistoryBase):
@@ -98,15 +108,17 @@ def _versioned_class_of_table(statement: Any) -> type[Any] | None:
     return versioned_class_of_table(table) if isinstance(table, sa.Table) else None
 
 
-def do_orm_execute(orm_state: ORMExecuteState) -> None:
+def do_orm_execute(orm_state: ORMExecuteState) -> Any:
     """Make bulk UPDATE/DELETE of versioned models write history; refuse it on history.
 
     INSERTs into history tables are refused too: only chrononaut writes history,
-    on the Connection, which this event never sees.
+    on the Connection, which this event never sees. INSERTs into versioned
+    tables record their creation events (:mod:`.creations`).
     """
     if orm_state.is_insert:
         _refuse_history_insert_statement(orm_state)
-        return
+        cls = _inserted_class(orm_state)
+        return None if cls is None else creations.bulk_insert(orm_state, cls)
     if not (orm_state.is_update or orm_state.is_delete):
         return
     statement = orm_state.statement

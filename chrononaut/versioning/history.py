@@ -24,6 +24,9 @@ from .names import (
     CHANGED,
     MAX_NAME,
     META_COLUMNS,
+    RESERVED_COLUMNS,
+    TRANSACTION_ID,
+    TRANSACTION_ID_DEFAULT,
     VERSION,
     fit_name,
     history_table_name,
@@ -48,6 +51,12 @@ def versioned_class_of_table(table: sa.Table) -> type[Any] | None:
 
 def is_history_table(table: sa.Table) -> bool:
     return table in _history_tables
+
+
+def written_columns(table: sa.Table) -> list[sa.Column[Any]]:
+    """The columns of history ``table`` chrononaut's INSERTs name: all but ``transaction_id``,
+    which its server default fills."""
+    return [c for c in table.c if c.info.get(INFO_KEY) != TRANSACTION_ID]
 
 
 _OPTION_NAMES = ("__chrononaut_hidden__", "__chrononaut_untracked__")
@@ -121,6 +130,8 @@ class HistoryBase:
     version: int
     changed: Any
     change_info: dict[str, Any]
+    #: the writing transaction's id (the changeset); None for rows written before it existed
+    transaction_id: int | None
 
     @property
     def is_deletion(self) -> bool:
@@ -261,13 +272,29 @@ def _copy_indexes(model_table: sa.Table, history_table: sa.Table, disabled: set[
         sa.Index(fit_name(f"ix_{history_table.name}_{'_'.join(names)}"), *cast(list[Any], copies))
 
 
+def pk_keys_of(mapper: Mapper[Any]) -> tuple[str, ...]:
+    """Attribute keys of ``mapper``'s primary key columns, in key order."""
+    return tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+
+
+def _feed_indexes(table: sa.Table, pk_copies: list[sa.Column[Any]]) -> None:
+    """The indexes :func:`chrononaut.activity` reads a base history table through.
+
+    ``(changed, <primary key>, version)`` gives the feed's order (newest
+    first) and its keyset paging; ``transaction_id`` finds a changeset.
+    """
+    order = [table.c[CHANGED], *pk_copies, table.c[VERSION]]
+    sa.Index(fit_name(f"ix_{table.name}_{CHANGED}"), *order)
+    sa.Index(fit_name(f"ix_{table.name}_{TRANSACTION_ID}"), table.c[TRANSACTION_ID])
+
+
 def _history_class(
     cls: type[Any], base: type[Any], hidden: set[str], untracked: set[str]
 ) -> type[Any]:
     namespace: dict[str, Any] = {"__module__": cls.__module__, "__chrononaut_model__": cls}
     for key in hidden:
         namespace[key] = _Unavailable(key, hidden=True)
-    for key in untracked - set(META_COLUMNS):  # the history table's own columns win
+    for key in untracked - set(RESERVED_COLUMNS):  # the history table's own columns win
         namespace[key] = _Unavailable(key, hidden=False)
     if getattr(cls, "__chrononaut_copy_validators__", False):
         mapper = sa.inspect(cls)
@@ -297,7 +324,7 @@ def build_history(mapper: Mapper[Any]) -> VersioningInfo:
         untracked_relationships |= parent_info.untracked_relationships
     # Columns of RecordChanges live in the history table's own meta columns.
     untracked |= {k for k, c in columns.items() if c.info.get(INFO_KEY) == "record_changes"}
-    pk_keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+    pk_keys = pk_keys_of(mapper)
     _check_options(cls, mapper, columns, hidden, untracked, pk_keys)
 
     local = cast(sa.Table, mapper.local_table)
@@ -364,7 +391,7 @@ def _check_options(
     clashes = {
         name
         for k, c in columns.items()
-        for name in {k, c.name} & set(META_COLUMNS)
+        for name in {k, c.name} & set(RESERVED_COLUMNS)
         if c.info.get(INFO_KEY) is None
     }
     if clashes:
@@ -439,10 +466,17 @@ def _build_base(
         ),
         sa.Column(CHANGED, sa.DateTime(timezone=True), nullable=False, info={INFO_KEY: CHANGED}),
         sa.Column(CHANGE_INFO, JSONB, nullable=False, info={INFO_KEY: CHANGE_INFO}),
+        sa.Column(
+            TRANSACTION_ID,
+            sa.BigInteger,
+            server_default=sa.text(TRANSACTION_ID_DEFAULT),
+            info={INFO_KEY: TRANSACTION_ID},
+        ),
         schema=local.schema,
         comment=f"History of {local.fullname}, written by chrononaut",
     )
     _copy_indexes(local, table, disabled)
+    _feed_indexes(table, [copies[key] for key in pk_keys_of(mapper)])
     _history_tables.add(table)
     _model_of_history[table] = cls
     _model_of_table[local] = cls

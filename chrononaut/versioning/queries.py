@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Query, Session
 
 from ..exceptions import ChrononautException
+from ..locking import keys
+from . import creations
 from .history import INFO_KEY, HistoryBase, versioning_info
-from .names import META_COLUMNS
+from .names import META_COLUMNS, TRANSACTION_ID
 
 
 def _session(obj: Any) -> Session:
@@ -63,9 +65,45 @@ def versions_query(
     return query.order_by(history_cls.version)
 
 
+def _creation_changed(obj: Any, version: Any) -> Any:
+    """When the incarnation of ``obj`` holding ``version`` was created: a scalar subquery.
+
+    A key deleted and inserted again has several creation events; the one that
+    counts is the newest at or below ``version``.
+    """
+    cls = type(obj)
+    table = creations.table_of(cls)
+    return (
+        sa.select(table.c.changed)
+        .where(
+            table.c.table_name == keys.table_name(cls),
+            table.c.record_key == keys.record_key(keys.identity_of(obj)),
+            table.c.version <= version,
+        )
+        .order_by(table.c.version.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def version_at(obj: Any, at: datetime) -> Any:
-    """The earliest history object changed at or after ``at``, else ``obj`` itself."""
-    found = versions_query(obj, after=as_utc(at, "version_at(at)")).first()
+    """The earliest history object changed at or after ``at``, else ``obj`` itself.
+
+    None when the record did not exist yet at ``at`` (its creation event is
+    later); records created before creation events were recorded have none and
+    answer as before.
+    """
+    at = as_utc(at, "version_at(at)")
+    query = versions_query(obj, after=at)
+    history_cls: Any = versioning_info(type(obj)).history_mapper.class_
+    row = query.add_columns(_creation_changed(obj, history_cls.version)).first()
+    if row is not None:
+        found, created = row
+    else:
+        found = None
+        created = _session(obj).scalar(sa.select(_creation_changed(obj, obj.version)))
+    if created is not None and created > at:
+        return None
     return obj if found is None else found
 
 
@@ -89,7 +127,7 @@ def _data_keys(history_cls: type[Any]) -> list[str]:
     mapper = sa.inspect(history_cls)
     keys = []
     for prop in mapper.column_attrs:
-        if prop.columns[0].info.get(INFO_KEY) in META_COLUMNS:
+        if prop.columns[0].info.get(INFO_KEY) in (*META_COLUMNS, TRANSACTION_ID):
             continue
         keys.append(prop.key)
     return keys

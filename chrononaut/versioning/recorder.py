@@ -23,7 +23,8 @@ from ..flush_writes import GUARD_INFO_KEY, RecordWrite
 from ..locking import optimistic
 from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
-from .history import HistoryBase, VersioningInfo
+from .creations import FlushCreations
+from .history import HistoryBase, VersioningInfo, written_columns
 from .names import CHANGE_INFO, CHANGED, VERSION
 from .record_changes import RecordChanges
 
@@ -40,6 +41,9 @@ class _Plan:
         self.expected: list[tuple[type[Any], tuple[Any, ...], int]] = []
         #: (change_info to complete, collections) once the flush has given keys to new members
         self.collections: list[tuple[dict[str, Any], dict[str, tuple[list[Any], list[Any]]]]] = []
+        #: the new versioned records, whose creation events follow the flush's INSERTs
+        self.created: FlushCreations | None = None
+        self.now: datetime | None = None
 
     def write(self, obj: Any, state: Any, version: int) -> None:
         self.written.append(obj)
@@ -64,7 +68,7 @@ class _Rows:
             if table not in self.bind_mapper:
                 self.bind_mapper[table] = mapper
                 self.order.append(table)
-            row = dict.fromkeys(table.c.keys())
+            row = dict.fromkeys(_written_keys(table))
             for column_key, source in pairs:
                 row[column_key] = values[source]
             self.by_table[table].append(row)
@@ -106,8 +110,13 @@ _PREFIX = "chrononaut_h_"
 @functools.lru_cache(maxsize=64)
 def _with_history(query: Any, table: sa.Table) -> Any:
     """``WITH chrononaut_history AS (INSERT INTO table ...) query``, built (and compiled) once."""
-    values = {c.key: sa.bindparam(_PREFIX + c.key, type_=c.type) for c in table.c}
+    values = {c.key: sa.bindparam(_PREFIX + c.key, type_=c.type) for c in written_columns(table)}
     return query.add_cte(table.insert().values(values).cte("chrononaut_history"))
+
+
+@functools.lru_cache(maxsize=256)
+def _written_keys(table: sa.Table) -> tuple[str, ...]:
+    return tuple(c.key for c in written_columns(table))
 
 
 def _table_rank(table: sa.Table) -> int:
@@ -180,6 +189,7 @@ class _FlushRecorder:
         self.builder = ChangeInfoBuilder(self.settings)
         self.now = utcnow()
         self.plan = _Plan()
+        self.plan.now = self.now
         self.rows = self.plan.rows
 
     def require_extra(self, obj: Any, state: Any) -> None:
@@ -304,6 +314,10 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
                 recorder.stamp(obj)
         if new:  # suppressed too: a later versioned update must not repeat a version
             recorder.continue_numbering(new, writes.deletes)
+        if new and not suppressed:
+            created = recorder.plan.created = FlushCreations(recorder.builder)
+            for obj in new:
+                created.add(obj)
         if suppressed:
             recorder.record_unversioned_writes(writes)
             _store(session, recorder.plan)
@@ -338,7 +352,7 @@ def _store(session: Session, plan: _Plan) -> None:
             session.connection(bind_arguments={"mapper": mapper}),
             session.in_nested_transaction(),
         )
-    if plan.written or plan.rows.order:
+    if plan.written or plan.rows.order or plan.created is not None:
         session.info[PENDING_ROWS_KEY] = plan
 
 
@@ -356,13 +370,15 @@ def after_flush(session: Session, flush_context: Any) -> None:
     guard = session.info.get(GUARD_INFO_KEY)
     if guard is None or not plan.written:
         plan.rows.insert(session)
-        return
-    run = guard.prepare(session, plan.written)
-    found = plan.rows.insert(session, run.queries[0])
-    for mapper, query, params in run.queries[1:]:
-        connection = session.connection(bind_arguments={"mapper": mapper})
-        found += connection.execute(query, params).all()
-    run.verdict(found)
+    else:
+        run = guard.prepare(session, plan.written)
+        found = plan.rows.insert(session, run.queries[0])
+        for mapper, query, params in run.queries[1:]:
+            connection = session.connection(bind_arguments={"mapper": mapper})
+            found += connection.execute(query, params).all()
+        run.verdict(found)
+    if plan.created is not None:
+        plan.created.write(session, plan.now)
 
 
 def after_soft_rollback(session: Session, previous_transaction: Any) -> None:

@@ -16,12 +16,9 @@ new record: their column default (Python or server side) or NULL. Columns the
 database computes (``Computed``) are computed again.
 
 ``change_info["restored"] = True`` rides on the instance as a pending
-top-level change_info entry (as ``append_change_info`` does for ``extra``): the
-next history row written for this instance carries it. Today that is the row of
-its next change or deletion, made through the same instance (a session that
-discards the instance first loses the mark; the version numbering after a
-deletion row still shows the restore); where creation events are recorded,
-they carry it at the insert.
+top-level change_info entry (as ``append_change_info`` does for ``extra``):
+the insert's creation event (:mod:`.creations`) carries it, and consumes it,
+so the record's later history rows do not repeat it.
 """
 
 from __future__ import annotations

@@ -162,6 +162,43 @@ def test_pages_fit_a_phone_screen(chromium, app, base_url, document_id, tmp_path
     page.context.close()
 
 
+def test_activity_page_shows_everyone_s_changes_and_pages_back(
+    chromium, app, base_url, document_id, tmp_path
+):
+    alice = log_in(chromium, base_url, "alice")
+    alice.goto(f"{base_url}/documents/{document_id}/edit")
+    alice.fill("#title", "Release notes for 2.0")
+    alice.fill("#rationale", "Name the release")
+    alice.click("#edit-form button[type=submit]")
+    alice.wait_for_url(re.compile(rf".*/documents/{document_id}$"))
+    for number in range(25):  # bob's saves elsewhere: more than one page
+        edit_document(app, document_id, "bob", None, body=f"Body {number}")
+
+    bob = log_in(chromium, base_url, "bob", viewport={"width": 375, "height": 740})
+    bob.get_by_role("link", name="Activity").click()
+    bob.wait_for_url(re.compile(r".*/activity$"))
+    entries = bob.get_by_test_id("activity-entry")
+    assert entries.count() == 20
+    assert "bob edited" in entries.first.inner_text()
+    assert "Changed: Body" in entries.first.inner_text()
+    assert sideways_scroll(bob) <= 0
+    bob.screenshot(path=str(tmp_path / "activity.png"), full_page=True)
+
+    bob.get_by_role("link", name="Older").click()
+    bob.wait_for_url(re.compile(r".*/activity\?before=.+"))
+    older = [entries.nth(i).inner_text() for i in range(entries.count())]
+    assert len(older) == 7  # 25 + alice's edit + the creation = 27 changes
+    assert "alice edited “Release notes for 2.0”" in older[-2]
+    assert "“Name the release”" in older[-2]
+    assert "created “Release notes for 2.0” (version 0)" in older[-1]
+    assert bob.get_by_role("link", name="Older").count() == 0
+    bob.get_by_role("link", name="Newest").click()
+    bob.wait_for_url(re.compile(r".*/activity$"))
+    assert entries.count() == 20
+    alice.context.close()
+    bob.context.close()
+
+
 def test_revert_from_the_history_page_and_a_stale_revert_is_a_conflict(
     chromium, app, base_url, document_id, tmp_path
 ):

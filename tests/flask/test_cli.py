@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from chrononaut import Versioned, VersionedSQLAlchemy, acting_as, extra_change_info, rationale
+from chrononaut import (
+    Versioned,
+    VersionedSQLAlchemy,
+    acting_as,
+    activity,
+    extra_change_info,
+    rationale,
+)
 from chrononaut.cli import chrononaut_cli
 from chrononaut.locking import keys
 from tests.flask import procs_cli
@@ -36,14 +43,15 @@ def define_models(db: VersionedSQLAlchemy) -> tuple[type[Any], type[Any]]:
 @pytest.fixture
 def models(db):
     Document, Shelf = define_models(db)
-    db.session.add_all(
-        [
-            Document(id=1, title="Draft", body="body", secret="first-secret-value"),
-            Document(id=2, title="Other"),
-            Shelf(region="eu", number=7, label="A"),
-        ]
-    )
-    db.session.commit()
+    with acting_as("alice"), rationale("Import"):
+        db.session.add_all(
+            [
+                Document(id=1, title="Draft", body="body", secret="first-secret-value"),
+                Document(id=2, title="Other"),
+                Shelf(region="eu", number=7, label="A"),
+            ]
+        )
+        db.session.commit()
     return Document, Shelf
 
 
@@ -64,7 +72,7 @@ def edit(db, record, user: str, why: str | None, **values: Any) -> None:
 
 def test_init_app_registers_the_command_group(app, db):
     group = app.cli.commands["chrononaut"]
-    assert set(group.commands) == {"history", "locks", "leases", "prune"}
+    assert set(group.commands) == {"history", "locks", "leases", "activity", "prune"}
     assert set(group.commands["leases"].commands) == {"break"}
 
 
@@ -77,11 +85,16 @@ def test_history_prints_each_version_with_when_who_why_and_what(app, db, models)
     edit(db, document, "bob", "Fix the title", title="Final")
     edit(db, document, "carol", "Rotate the secret", secret="second-secret-value", body="new")
     changed = [row.changed for row in document.versions()]
+    [created] = [
+        e.changed
+        for e in activity(db.session, models=[Document])
+        if e.operation == "create" and e.identity == (1,)
+    ]
     result = run(app, "history", "Document", "1")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
         "Document(id=1): version 2, 2 earlier version(s)",
-        "version 0  created (when and by whom is not recorded)",
+        f"version 0  created by alice at {utc(created)}  rationale: Import",
         f"version 1  {utc(changed[0])}  by bob  rationale: Fix the title",
         "    title: 'Draft' -> 'Final'",
         f"version 2  {utc(changed[1])}  by carol  rationale: Rotate the secret",
@@ -277,3 +290,66 @@ def test_leases_break_of_an_unknown_model_fails(app, db, models):
     result = run(app, "leases", "break", "Nope", "1")
     assert result.exit_code == 2
     assert "No versioned model named 'Nope'" in result.output
+
+
+# --- creation events in history, and activity -------------------------------------------
+
+
+def test_history_of_a_key_inserted_again_shows_both_creations(app, db, models):
+    Document, _ = models
+    db.session.delete(db.session.get(Document, 2))
+    db.session.commit()
+    with acting_as("erin"), rationale("Back"):
+        again = Document(id=2, title="Again")
+        db.session.add(again)
+        db.session.commit()
+    lines = run(app, "history", "Document", "2").output.splitlines()
+    assert lines[1].startswith("version 0  created by alice at ")
+    assert lines[-1].startswith("version 1  created by erin at ")
+    assert lines[-1].endswith("rationale: Back")
+
+
+def test_history_without_a_creation_event_says_it_is_not_recorded(app, db, models):
+    db.session.execute(sa.text("DELETE FROM chrononaut_creations"))
+    db.session.commit()
+    lines = run(app, "history", "Document", "1").output.splitlines()
+    assert lines[1] == "version 0  created (when and by whom is not recorded)"
+
+
+def test_activity_prints_the_newest_changes_across_models(app, db, models):
+    Document, _ = models
+    edit(db, db.session.get(Document, 1), "bob", "Fix the title", title="Final", secret="x")
+    result = run(app, "activity")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 4
+    assert "  update  Document(id=1)  version 1  by bob  transaction " in lines[0]
+    assert lines[0].endswith("changed: title, secret  rationale: Fix the title")
+    assert {line.split("  ")[2] for line in lines[1:]} == {
+        "Document(id=1)",
+        "Document(id=2)",
+        "Shelf(region='eu', number=7)",
+    }
+    assert all("  create  " in line and "by alice" in line for line in lines[1:])
+
+    by_bob = run(app, "activity", "--user", "bob", "--model", "Document").output.splitlines()
+    assert len(by_bob) == 1 and "by bob" in by_bob[0]
+    shelves = run(app, "activity", "--model", "Shelf", "--limit", "5").output.splitlines()
+    assert len(shelves) == 1 and "Shelf(region='eu', number=7)" in shelves[0]
+    assert run(app, "activity", "--since", "2999-01-01").output == "No changes.\n"
+    assert len(run(app, "activity", "--limit", "2").output.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "'yesterday' is not an ISO date or time"),
+        (["--limit", "0"], "0 is not in the range 1<=x<=1000"),
+        (["--model", "Nope"], "No versioned model named 'Nope'"),
+        (["--user", " "], "must name someone"),
+    ],
+)
+def test_activity_refuses_bad_options(app, db, models, args, message):
+    result = run(app, "activity", *args)
+    assert result.exit_code != 0
+    assert message in result.output

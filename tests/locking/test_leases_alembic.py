@@ -28,7 +28,11 @@ def test_autogenerate_creates_the_leases_table_once_for_all_models(Base, engine)
         if isinstance(op, ops.CreateTableOp)
     }
 
-    assert set(created) == {"page", "page_history", "note", "note_history", "chrononaut_leases"}
+    assert set(created) == {
+        *("page", "page_history", "note", "note_history"),
+        "chrononaut_leases",
+        "chrononaut_creations",  # creation events: tests/versioning/test_creations.py
+    }
     leases = created["chrononaut_leases"]
     assert [c.name for c in leases.primary_key.columns] == ["table_name", "record_key"]
     assert {c.name: c.nullable for c in leases.columns} == {

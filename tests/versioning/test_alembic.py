@@ -25,6 +25,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 from chrononaut import Versioned
 
 LEASES_TABLE = "chrononaut_leases"
+CREATIONS_TABLE = "chrononaut_creations"
+#: Tables every versioned MetaData gets, left out of the summaries (tested on their own).
+SHARED_TABLES = {LEASES_TABLE, CREATIONS_TABLE}
+
+
+def feed_indexes(history: str) -> set[tuple[str, ...]]:
+    """The activity feed's indexes of a base history table, as :func:`_summary` shows them."""
+    return {
+        ("create_index", history, f"ix_{history}_changed"),
+        ("create_index", history, f"ix_{history}_transaction_id"),
+    }
+
 
 #: A minimal ``env.py``: the test passes its connection and MetaData in ``config.attributes``.
 ENV_PY = """
@@ -62,7 +74,7 @@ def _summary(upgrade_ops: ops.UpgradeOps) -> set[tuple[str, ...]]:
     """
     out: set[tuple[str, ...]] = set()
     for op in _flat(upgrade_ops):
-        if getattr(op, "table_name", None) == LEASES_TABLE:
+        if getattr(op, "table_name", None) in SHARED_TABLES:
             continue
         if isinstance(op, ops.CreateTableOp):
             out.add(("create_table", op.table_name))
@@ -80,7 +92,7 @@ def _summary(upgrade_ops: ops.UpgradeOps) -> set[tuple[str, ...]]:
 
 
 def _tables(engine: sa.Engine) -> set[str]:
-    return set(sa.inspect(engine).get_table_names()) - {LEASES_TABLE}
+    return set(sa.inspect(engine).get_table_names()) - SHARED_TABLES
 
 
 def _created_tables(upgrade_ops: ops.UpgradeOps) -> dict[str, sa.Table]:
@@ -130,13 +142,16 @@ def test_autogenerate_on_empty_database_creates_model_and_history_tables(db):
         ("create_table", "appuser"),
         ("create_table", "appuser_history"),
         ("create_index", "appuser_history", "ix_appuser_history_email"),
+        *feed_indexes("appuser_history"),
     }
     tables = _created_tables(upgrade_ops)
     model, history = tables["appuser"], tables["appuser_history"]
     assert not model.c.version.nullable
     assert model.c.version.server_default.arg.text == "0"
     assert [c.name for c in history.primary_key] == ["id", "version"]
-    assert set(history.c.keys()) == {"id", "name", "email", "version", "changed", "change_info"}
+    assert set(history.c.keys()) == {
+        *("id", "name", "email", "version", "changed", "change_info", "transaction_id")
+    }
     pg = postgresql.dialect()
     assert history.c.changed.type.compile(dialect=pg) == "TIMESTAMP WITH TIME ZONE"
     assert not history.c.changed.nullable
@@ -167,6 +182,7 @@ def test_autogenerate_creates_joined_history_tables_for_mapped_column_models(eng
         ("create_table", "animal_history"),
         ("create_table", "dog"),
         ("create_table", "dog_history"),
+        *feed_indexes("animal_history"),  # the base's: a subclass's history has no changed
     }
     dog_history = _created_tables(upgrade_ops)["dog_history"]
     assert [c.name for c in dog_history.primary_key] == ["id", "version"]
@@ -198,6 +214,7 @@ def test_making_existing_table_versioned_autogenerates_version_column_and_histor
     assert _summary(upgrade_ops) == {
         ("add_column", "account", "version"),
         ("create_table", "account_history"),
+        *feed_indexes("account_history"),
     }
     (add_version,) = [op for op in _flat(upgrade_ops) if isinstance(op, ops.AddColumnOp)]
     assert not add_version.column.nullable

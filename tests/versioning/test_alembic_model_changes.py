@@ -85,6 +85,10 @@ def test_renaming_history_table_autogenerates_drop_and_create(engine, Base):
     assert _summary(upgrade_ops) == {
         ("drop_table", "account_history"),
         ("create_table", "account_audit"),
+        ("drop_index", "account_history", "ix_account_history_changed"),
+        ("drop_index", "account_history", "ix_account_history_transaction_id"),
+        ("create_index", "account_audit", "ix_account_audit_changed"),
+        ("create_index", "account_audit", "ix_account_audit_transaction_id"),
     }
 
 
@@ -145,12 +149,19 @@ def test_hand_edited_history_rename_keeps_rows_once_indexes_follow(engine, sessi
         op = Operations(MigrationContext.configure(connection))
         op.rename_table("account_history", "account_audit")
         after_table_rename = _summary(_upgrade_ops(connection, NextBase.metadata))
-        op.execute("ALTER INDEX ix_account_history_name RENAME TO ix_account_audit_name")
+        for suffix in ("name", "changed", "transaction_id"):
+            op.execute(
+                f"ALTER INDEX ix_account_history_{suffix} RENAME TO ix_account_audit_{suffix}"
+            )
         diff = compare_metadata(MigrationContext.configure(connection), NextBase.metadata)
 
     assert after_table_rename == {
         ("drop_index", "account_audit", "ix_account_history_name"),
         ("create_index", "account_audit", "ix_account_audit_name"),
+        ("drop_index", "account_audit", "ix_account_history_changed"),
+        ("create_index", "account_audit", "ix_account_audit_changed"),
+        ("drop_index", "account_audit", "ix_account_history_transaction_id"),
+        ("create_index", "account_audit", "ix_account_audit_transaction_id"),
     }
     assert diff == []
     account = session.get(NextAccount, 1)

@@ -79,6 +79,7 @@ def test_classic_model_history_table_is_created_by_create_all(db):
         "version",
         "changed",
         "change_info",
+        "transaction_id",
     }
 
 
@@ -103,6 +104,7 @@ def test_mapped_model_history_table_is_created_by_create_all(Base, engine):
         "version",
         "changed",
         "change_info",
+        "transaction_id",
     }
 
 
@@ -246,10 +248,17 @@ def test_classic_history_copies_drop_unique_constraints_and_defaults(db):
     assert inspector.get_unique_constraints("product_history") == []
     assert not any(ix["unique"] for ix in inspector.get_indexes("product_history"))
     columns = columns_of(db.engine, "product_history")
-    assert {name: c["default"] for name, c in columns.items()} == dict.fromkeys(columns)
+    # Only the changeset id has a default: the writing transaction's id.
+    defaults = {name: c["default"] for name, c in columns.items()}
+    assert defaults.pop("transaction_id") == "((pg_current_xact_id())::text)::bigint"
+    assert defaults == dict.fromkeys(defaults)
     history_table = db.metadata.tables["product_history"]
     assert all(c.default is None and c.onupdate is None for c in history_table.c)
     assert columns["stock"]["nullable"] is True
+
+
+#: The activity feed's indexes, on every base history table (of a model keyed by ``id``).
+FEED_INDEXES = {(("changed", "id", "version"), False), (("transaction_id",), False)}
 
 
 def test_history_keeps_indexes_as_non_unique_copies(Base, engine):
@@ -270,6 +279,7 @@ def test_history_keeps_indexes_as_non_unique_copies(Base, engine):
     Base.metadata.create_all(engine)
 
     assert indexes_of(engine, "customer_history") == {
+        *FEED_INDEXES,
         (("name",), False),
         (("email",), False),
         (("city", "street"), False),
@@ -288,7 +298,7 @@ def test_disable_indices_leaves_listed_columns_unindexed_in_history(db):
 
     db.create_all()
 
-    assert indexes_of(db.engine, "customer_history") == {(("city",), False)}
+    assert indexes_of(db.engine, "customer_history") == {*FEED_INDEXES, (("city",), False)}
     assert (("name",), False) in indexes_of(db.engine, "customer")
 
 

@@ -42,6 +42,7 @@ def test_joined_subclass_history_table_joins_parent_history_by_key_and_version(B
         "employee_history",
         "engineer_history",
         "chrononaut_leases",
+        "chrononaut_creations",
     }
     assert {c["name"] for c in catalog.get_columns("engineer_history")} == {
         "id",

@@ -36,6 +36,7 @@ def test_single_table_subclass_shares_parent_history_table(db):
         "employee",
         "employee_history",
         "chrononaut_leases",
+        "chrononaut_creations",
     }
     assert "manager_data" in history_columns(db.engine, "employee_history")
     assert Manager.__history_mapper__.local_table is Employee.__history_mapper__.local_table

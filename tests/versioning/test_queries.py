@@ -192,7 +192,8 @@ def test_version_at_after_the_last_change_is_the_instance_itself(session, Base):
 
     assert doc.version_at(T1 + MICROSECOND) is doc
     assert doc.version_at(T3) is doc
-    assert untouched.version_at(T0 - timedelta(days=1)) is untouched
+    assert untouched.version_at(T0) is untouched  # created at T0: it exists from then on
+    assert untouched.version_at(T0 - timedelta(days=1)) is None  # not yet created
 
 
 def test_has_changed_since_is_inclusive(session, Base):

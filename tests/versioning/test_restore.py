@@ -62,16 +62,18 @@ def test_restore_gives_hidden_and_untracked_columns_their_defaults(Note, deleted
     assert note.views == 7  # the column's server default
 
 
-def test_restored_mark_rides_on_the_next_history_row(Note, deleted_note, session):
-    note = restore(session, Note, deleted_note)
-    session.commit()
+def test_restored_mark_is_in_the_creation_event(Note, deleted_note, session):
+    with chrononaut.acting_as("alice"):
+        note = restore(session, Note, deleted_note)
+        session.commit()
+    created = chrononaut.activity(session, models=[Note])[0]
+    assert (created.operation, created.version, created.user_id) == ("create", 3, "alice")
+    assert created.change_info["restored"] is True
     note.title = "d"
     session.commit()
     row = note.versions()[-1]
-    assert (row.version, row.title, row.change_info["restored"]) == (3, "c", True)
-    note.title = "e"
-    session.commit()
-    assert "restored" not in note.versions()[-1].change_info
+    assert (row.version, row.title) == (3, "c")
+    assert "restored" not in row.change_info  # the insert's event carried it
 
 
 def test_restore_of_an_existing_record_raises(Note, deleted_note, session):
@@ -224,9 +226,12 @@ def test_single_table_inheritance_restores_the_subclass(Base, engine, session):
         "manager",
         2,
     )
-    back.team = "C"
-    session.commit()
-    assert back.versions()[-1].change_info["restored"] is True
+    [created] = [e for e in chrononaut.activity(session, models=[Employee]) if e.version == 2]
+    assert (created.model, created.operation, created.change_info["restored"]) == (
+        Manager,
+        "create",
+        True,
+    )
 
 
 def test_restore_then_revert_and_prune_work_together(Note, deleted_note, session):
@@ -236,7 +241,8 @@ def test_restore_then_revert_and_prune_work_together(Note, deleted_note, session
     session.commit()
     assert (note.title, note.version) == ("a", 4)
     info = note.versions()[-1].change_info
-    assert (info["restored"], info["reverted_to"]) == (True, 0)
+    assert info["reverted_to"] == 0 and "restored" not in info  # in the creation event
+
     assert chrononaut.prune(session, [Note], keep_last=1) == {Note: 2}  # deletion row kept
     session.expire_all()
     assert [(v.version, v.is_deletion) for v in note.versions()] == [(2, True), (3, False)]

@@ -1,0 +1,301 @@
+"""Creation events (``chrononaut_creations``) and changesets (``transaction_id``)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from freezegun import freeze_time
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+import chrononaut
+from chrononaut import Versioned, acting_as, append_change_info, rationale, suppress_versioning
+from chrononaut.context import PENDING_TOP_INFO_KEY
+
+T0 = datetime(2024, 1, 1, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def Note(Base, engine):
+    class Note(Base, Versioned):
+        __tablename__ = "note"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        text: Mapped[str]
+
+    Base.metadata.create_all(engine)
+    return Note
+
+
+def creations(session):
+    rows = session.execute(
+        sa.text(
+            "SELECT table_name, record_key, version, change_info, transaction_id "
+            "FROM chrononaut_creations ORDER BY record_key, version"
+        )
+    )
+    return [tuple(r) for r in rows]
+
+
+def history_rows(session, table):
+    return session.execute(sa.text(f"SELECT * FROM {table} ORDER BY id, version")).all()
+
+
+def test_flush_records_who_created_each_record_and_history_stays_empty(Note, session):
+    with acting_as("alice"), rationale("import"):
+        session.add_all([Note(text="a"), Note(text="b")])
+        session.commit()
+
+    rows = creations(session)
+    assert [(t, k, v) for t, k, v, _, _ in rows] == [("note", "[1]", 0), ("note", "[2]", 0)]
+    info = rows[0][3]
+    assert info == {"user_id": "alice", "remote_addr": None, "extra": {"rationale": "import"}}
+    assert rows[0][4] == rows[1][4]  # one transaction, one changeset
+    assert history_rows(session, "note_history") == []  # history holds prior versions only
+    assert session.get(Note, 1).versions() == []
+
+
+def test_pending_change_info_goes_to_the_creation_event_once(Note, session):
+    note = Note(id=1, text="a")
+    session.add_all([note, Note(id=2, text="plain")])  # one flush, two change_infos
+    with append_change_info(note, reason="migrated"):
+        pass
+    sa.inspect(note).info[PENDING_TOP_INFO_KEY] = {"restored": True}  # as restore() does
+    session.commit()
+    [(_, _, _, info, _), (_, _, _, plain, _)] = creations(session)
+    assert info["extra"] == {"reason": "migrated"} and info["restored"] is True
+    assert plain == {"user_id": None, "remote_addr": None}
+    note.text = "b"
+    session.commit()
+    [old] = note.versions()
+    assert "extra" not in old.change_info and "restored" not in old.change_info
+
+
+def test_reinserted_key_gets_a_creation_event_of_its_new_version(Note, session):
+    session.add(Note(id=5, text="a"))
+    session.commit()
+    session.delete(session.get(Note, 5))
+    session.commit()
+    again = Note(id=5, text="b")
+    session.add(again)
+    session.commit()
+    assert again.version == 1
+    assert [(k, v) for _, k, v, _, _ in creations(session)] == [("[5]", 0), ("[5]", 1)]
+
+
+def test_info_appended_to_a_reinserted_record_goes_to_its_creation_only(Note, session):
+    session.add(Note(id=5, text="a"))
+    session.commit()
+    session.delete(session.get(Note, 5))
+    session.commit()
+    again = Note(id=5, text="b")
+    session.add(again)
+    with append_change_info(again, reason="restored by hand"):
+        pass
+    session.commit()
+    again.text = "c"
+    session.commit()
+    infos = {v: info for _, _, v, info, _ in creations(session)}
+    assert infos[1]["extra"] == {"reason": "restored by hand"}
+    assert "extra" not in again.previous_version().change_info
+
+
+def test_version_at_before_creation_is_none_and_between_incarnations_too(Note, session):
+    with freeze_time(T0):
+        note = Note(id=1, text="a")
+        session.add(note)
+        session.commit()
+    with freeze_time(T0 + timedelta(hours=1)):
+        session.delete(note)
+        session.commit()
+    with freeze_time(T0 + timedelta(hours=3)):
+        again = Note(id=1, text="b")
+        session.add(again)
+        session.commit()
+    with freeze_time(T0 + timedelta(hours=4)):
+        again.text = "c"
+        session.commit()
+
+    assert again.version_at(T0 - timedelta(seconds=1)) is None
+    assert again.version_at(T0).text == "a"
+    assert again.version_at(T0 + timedelta(hours=2)) is None  # deleted, not yet re-created
+    assert again.version_at(T0 + timedelta(hours=3)).text == "b"
+    assert again.version_at(T0 + timedelta(hours=5)) is again
+
+
+def test_records_created_before_creation_events_answer_as_before(Note, session):
+    session.add(Note(id=1, text="a"))
+    session.commit()
+    session.execute(sa.text("DELETE FROM chrononaut_creations"))
+    session.commit()
+    note = session.get(Note, 1)
+    assert note.version_at(T0) is note
+
+
+def test_suppressed_inserts_record_no_creation_event(Note, session):
+    with suppress_versioning():
+        session.add(Note(text="a"))
+        session.commit()
+        session.execute(sa.insert(Note), [{"text": "b"}])
+        session.commit()
+    assert creations(session) == []
+
+
+def test_bulk_insert_forms_record_their_creations(Note, session):
+    table = Note.__table__
+    with acting_as("bulk"):
+        assert session.execute(sa.insert(Note), [{"text": "a"}, {"text": "b"}]).all() == []
+        single = session.execute(sa.insert(Note).values(text="c"))
+        assert single.inserted_primary_key == (3,)  # the caller's result is untouched
+        core = session.execute(sa.insert(table), [{"text": "d"}, {"text": "e"}])
+        assert core.rowcount == 2
+        session.execute(sa.insert(Note).values([{"text": "f"}, {"text": "g"}]))
+        returned = session.execute(sa.insert(Note).returning(Note.text), [{"text": "h"}])
+        assert returned.all() == [("h",)]  # only what the caller asked for
+        session.execute(sa.insert(Note).from_select(["text"], sa.select(sa.literal("i"))))
+        session.commit()
+    rows = creations(session)
+    assert sorted(k for _, k, _, _, _ in rows) == sorted(f"[{i}]" for i in range(1, 10)), rows
+    assert {info["user_id"] for *_, info, _ in rows} == {"bulk"}
+    feed = chrononaut.activity(session, models=[Note])
+    assert {e.identity for e in feed} == {(i,) for i in range(1, 10)}
+    assert {e.operation for e in feed} == {"create"}
+
+
+def test_every_row_of_a_transaction_shares_one_transaction_id(Note, session, engine):
+    session.add_all([Note(id=1, text="a"), Note(id=2, text="b")])
+    session.commit()
+    session.get(Note, 1).text = "a2"
+    session.flush()
+    session.execute(sa.update(Note).where(Note.id == 2).values(text="b2"))
+    session.delete(session.get(Note, 1))
+    session.add(Note(id=3, text="c"))
+    session.commit()
+    session.get(Note, 2).text = "b3"
+    session.commit()
+
+    ids = session.execute(
+        sa.text("SELECT id, version, transaction_id FROM note_history ORDER BY id, version")
+    ).all()
+    first = {t for i, v, t in ids if (i, v) in {(1, 0), (2, 0), (1, 1)}}
+    assert len(first) == 1 and None not in first
+    [(_, _, later)] = [r for r in ids if (r[0], r[1]) == (2, 1)]
+    assert later not in first
+    created = {k: t for _, k, _, _, t in creations(session)}
+    assert created["[3]"] in first  # the creation event rides the same changeset
+    assert created["[1]"] == created["[2]"] not in first | {later}
+    with engine.connect() as other:
+        current = other.scalar(sa.text("SELECT pg_current_xact_id()::text::bigint"))
+    assert current not in first | {later}
+
+
+def test_database_guard_rows_carry_the_transaction_id(Base, engine, session):
+    class Account(Base, Versioned):
+        __tablename__ = "account"
+        __chrononaut_database_guard__ = True
+        id: Mapped[int] = mapped_column(primary_key=True)
+        amount: Mapped[int]
+
+    Base.metadata.create_all(engine)
+    session.add(Account(id=1, amount=1))
+    session.commit()
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE account SET amount = 2"))
+        connection.execute(sa.text("DELETE FROM account"))
+        expected = connection.scalar(sa.text("SELECT pg_current_xact_id()::text::bigint"))
+    rows = session.execute(
+        sa.text("SELECT version, transaction_id FROM account_history ORDER BY version")
+    ).all()
+    assert rows == [(0, expected), (1, expected)]
+    feed = chrononaut.activity(session, models=[Account], transaction_id=expected)
+    assert [(e.operation, e.change_info["source"]) for e in feed] == [
+        ("delete", "database"),
+        ("update", "database"),
+    ]
+    assert feed[1].columns == ("amount",)
+
+
+def test_inheritance_creations_and_history_name_the_subclass(Base, engine, session):
+    class Doc(Base, Versioned):
+        __tablename__ = "doc"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        kind: Mapped[str]
+        title: Mapped[str]
+        __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "doc"}
+
+    class Memo(Doc):
+        __mapper_args__ = {"polymorphic_identity": "memo"}
+
+    class Report(Doc):
+        __tablename__ = "report"
+        id: Mapped[int] = mapped_column(sa.ForeignKey("doc.id"), primary_key=True)
+        pages: Mapped[int]
+        __mapper_args__ = {"polymorphic_identity": "report"}
+
+    Base.metadata.create_all(engine)
+    session.add_all([Doc(id=1, title="d"), Memo(id=2, title="m")])
+    session.add(Report(id=3, title="r", pages=1))
+    session.commit()
+    session.get(Doc, 2).title = "m2"
+    report = session.get(Report, 3)
+    report.pages = 2
+    report.title = "r2"
+    session.commit()
+
+    feed = chrononaut.activity(session, models=[Doc])
+    assert {(e.model, e.operation) for e in feed} == {
+        (Doc, "create"),
+        (Memo, "create"),
+        (Report, "create"),
+        (Memo, "update"),
+        (Report, "update"),
+    }
+    [report_update] = [e for e in feed if e.model is Report and e.operation == "update"]
+    assert report_update.columns == ("title",)  # a joined subclass's own columns: not compared
+    memos = chrononaut.activity(session, models=[Memo])
+    assert {(e.model, e.operation) for e in memos} == {(Memo, "create"), (Memo, "update")}
+
+    session.execute(sa.insert(Report), [{"id": 10, "title": "b", "pages": 1}])
+    session.execute(sa.insert(Memo), [{"id": 11, "title": "b"}])
+    session.commit()
+    feed = chrononaut.activity(session, models=[Doc], limit=2)
+    assert {(e.model, e.identity, e.operation) for e in feed} == {
+        (Report, (10,), "create"),
+        (Memo, (11,), "create"),
+    }
+
+
+def test_creations_table_comes_with_the_models_once_and_follows_their_schema(engine):
+    from sqlalchemy.orm import DeclarativeBase
+
+    class Base(DeclarativeBase):
+        metadata = sa.MetaData(schema="feed_app")
+
+    class Page(Base, Versioned):
+        __tablename__ = "page"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Tag(Base, Versioned):
+        __tablename__ = "tag"
+        name: Mapped[str] = mapped_column(primary_key=True)
+
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA IF EXISTS feed_app CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA feed_app")
+    Base.metadata.create_all(engine)
+    assert [t.key for t in Base.metadata.sorted_tables].count("feed_app.chrononaut_creations") == 1
+    factory = sessionmaker(engine)
+    chrononaut.listen(factory)
+    with factory() as session, acting_as("ann"):
+        session.add_all([Page(id=1), Tag(name="x")])
+        session.commit()
+        feed = chrononaut.activity(session, models=[Page, Tag])
+        assert {(e.model, e.identity, e.user_id) for e in feed} == {
+            (Page, (1,), "ann"),
+            (Tag, ("x",), "ann"),
+        }
+        keys_ = session.execute(sa.text("SELECT record_key FROM feed_app.chrononaut_creations"))
+        assert sorted(k for (k,) in keys_) == ['["x"]', "[1]"]
+    Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA feed_app CASCADE")
