@@ -148,7 +148,8 @@ def test_bulk_insert_forms_record_their_creations(Note, session):
         single = session.execute(sa.insert(Note).values(text="c"))
         assert single.inserted_primary_key == (3,)  # the caller's result is untouched
         core = session.execute(sa.insert(table), [{"text": "d"}, {"text": "e"}])
-        assert core.rowcount == 2
+        # the rowcount plain SQLAlchemy reports for it: psycopg 3's executemany gives -1
+        assert core.rowcount == (2 if session.get_bind().dialect.driver == "psycopg2" else -1)
         session.execute(sa.insert(Note).values([{"text": "f"}, {"text": "g"}]))
         returned = session.execute(sa.insert(Note).returning(Note.text), [{"text": "h"}])
         assert returned.all() == [("h",)]  # only what the caller asked for
