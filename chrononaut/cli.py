@@ -6,6 +6,11 @@ Registered on the app by :meth:`VersionedSQLAlchemy.init_app`::
     flask chrononaut history Shelf eu,7       # composite primary key, comma-separated
     flask chrononaut locks                    # unexpired leases and advisory locks
     flask chrononaut leases break Document 42 # force-release a lease
+    flask chrononaut leases purge             # delete expired leases
+
+Every value printed goes through :func:`_safe`: control characters (a
+terminal escape in a user id, a newline in a rationale) are shown escaped,
+never sent to the terminal.
 """
 
 from __future__ import annotations
@@ -104,6 +109,14 @@ def _identity(cls: type[Any], text: str) -> tuple[Any, ...]:
         raise click.BadParameter(str(error), param_hint="PK") from None
 
 
+def _safe(value: Any) -> str:
+    """``value`` as text with control and other unprintable characters escaped (``\\x1b``)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _utc(moment: datetime | None) -> str:
     if moment is None:
         return "-"
@@ -111,7 +124,7 @@ def _utc(moment: datetime | None) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = _safe(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -141,19 +154,19 @@ def _change_lines(row: Any, newer: Any) -> list[str]:
     lines += [f"{key}: changed (hidden)" for key in change_info.get("hidden_cols_changed", [])]
     broken = change_info.get("lease_broken")
     if broken:
-        lines.append(f"broke the lease of {broken.get('owner')}")
+        lines.append(f"broke the lease of {_safe(broken.get('owner'))}")
     extra = {k: v for k, v in (change_info.get("extra") or {}).items() if k != "rationale"}
     if extra:
-        lines.append("extra: " + ", ".join(f"{k}={_short(v)}" for k, v in extra.items()))
+        lines.append("extra: " + ", ".join(f"{_safe(k)}={_short(v)}" for k, v in extra.items()))
     return lines or ["no visible change"]
 
 
 def _history_report(described: str, record: Any, rows: list[Any]) -> list[str]:
     """The report of ``flask chrononaut history``: one block per version."""
     if record is not None:
-        head = f"{described}: version {record.version}, {len(rows)} earlier version(s)"
+        head = f"{_safe(described)}: version {record.version}, {len(rows)} earlier version(s)"
     else:
-        head = f"{described}: deleted, {len(rows)} version(s) in history"
+        head = f"{_safe(described)}: deleted, {len(rows)} version(s) in history"
     first = rows[0].version if rows else record.version
     lines = [head, f"version {first}  created (when and by whom is not recorded)"]
     states = [*rows, record]
@@ -165,8 +178,8 @@ def _history_report(described: str, record: Any, rows: list[Any]) -> list[str]:
         why = (change_info.get("extra") or {}).get("rationale")
         lines.append(
             f"version {row.version + 1}  {_utc(row.changed)}  "
-            f"by {who if who is not None else 'unknown'}  "
-            f"rationale: {why if why is not None else '-'}"
+            f"by {_safe(who) if who is not None else 'unknown'}  "
+            f"rationale: {_safe(why) if why is not None else '-'}"
         )
         lines += [f"    {line}" for line in _change_lines(row, states[index + 1])]
     return lines
@@ -188,7 +201,9 @@ def history_command(model: str, pk: str) -> None:
         record = session.get(cls, identity)
         rows = _history_rows(session, cls, identity)
         if record is None and not rows:
-            raise click.ClickException(f"No {described} in the database, nor any history of it.")
+            raise click.ClickException(
+                f"No {_safe(described)} in the database, nor any history of it."
+            )
         for line in _history_report(described, record, rows):
             click.echo(line)
 
@@ -227,7 +242,8 @@ def _lease_lines(db: Any, connection: sa.Connection, bind_key: str | None) -> li
         cls = models.get(name)
         what = keys.describe(cls, tuple(json.loads(record_key))) if cls else f"{name} {record_key}"
         lines.append(
-            f"  {what}  owner {owner}  until {_utc(expires_at)}  (since {_utc(acquired_at)})"
+            f"  {_safe(what)}  owner {_safe(owner)}  until {_utc(expires_at)}  "
+            f"(since {_utc(acquired_at)})"
         )
     return lines
 
@@ -257,8 +273,8 @@ def _advisory_lines(connection: sa.Connection) -> list[str]:
         state = "held" if row.granted else "waiting"
         lines.append(
             f"  key {_advisory_key(row.classid, row.objid, row.objsubid)}  {mode}, {state}  "
-            f"pid {row.pid}  user {row.usename or '-'}  "
-            f"application {row.application_name or '-'}  since {_utc(row.since)}"
+            f"pid {row.pid}  user {_safe(row.usename or '-')}  "
+            f"application {_safe(row.application_name or '-')}  since {_utc(row.since)}"
         )
     return lines
 
@@ -296,7 +312,7 @@ def break_command(model: str, pk: str) -> None:
     db = _db()
     cls = _model(db, model)
     identity = _identity(cls, pk)
-    described = keys.describe(cls, identity)
+    described = _safe(keys.describe(cls, identity))
     table = leases.leases_table(sa.inspect(cls).local_table.metadata)
     with db.session.session_factory() as session:
         broken = session.execute(
@@ -316,11 +332,31 @@ def break_command(model: str, pk: str) -> None:
         click.echo(f"No lease on {described}.")
     elif broken.active:
         click.echo(
-            f"Broke {broken.owner}'s lease on {described} "
+            f"Broke {_safe(broken.owner)}'s lease on {described} "
             f"(it ran until {_utc(broken.expires_at)})."
         )
     else:
         click.echo(
-            f"Removed {broken.owner}'s expired lease on {described} "
+            f"Removed {_safe(broken.owner)}'s expired lease on {described} "
             f"(it expired at {_utc(broken.expires_at)})."
         )
+
+
+@leases_group.command("purge")
+def purge_command() -> None:
+    """Delete every expired edit lease (they hold nothing; this keeps the table small).
+
+    Acquiring a lease also deletes a few expired ones on the way; run this
+    from cron, or once after many abandoned edits.
+    """
+    db = _db()
+    total = 0
+    for bind_key, engine in db.engines.items():
+        metadata = db.metadatas.get(bind_key)
+        table = leases.find_leases_table(metadata) if metadata is not None else None
+        if table is None:
+            continue
+        with engine.begin() as connection:
+            if sa.inspect(connection).has_table(table.name, schema=table.schema):
+                total += leases.purge_expired(connection, table)
+    click.echo(f"Deleted {total} expired lease(s).")
