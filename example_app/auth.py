@@ -165,13 +165,14 @@ def login() -> Any:
         return redirect(url_for("documents.index"))
     if request.method == "GET":
         return login_page()
-    username = request.form.get("username", "").strip()
+    raw_username = request.form.get("username", "")
+    username = raw_username.strip()
     password = request.form.get("password", "")
     kept = carried(request.form)
     if (
         len(username) > USERNAME_MAX
         or len(password) > PASSWORD_MAX
-        or has_control_characters(username, allow="")
+        or has_control_characters(raw_username, allow="")
         or "\x00" in password
     ):
         return login_page("Unknown user or wrong password.", "", kept), 400
