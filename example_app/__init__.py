@@ -113,6 +113,14 @@ def lease_ttl_from_environment() -> timedelta:
     return timedelta(seconds=int(raw))
 
 
+def _kept_secret_key() -> str | None:
+    """The key ``python -m example_app`` keeps in the data folder, if there is one."""
+    try:
+        return (data_folder() / "secret_key").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _database_url() -> str | None:
     return os.environ.get("DATABASE_URL") or running_embedded_url(data_folder())
 
@@ -124,9 +132,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ``DATABASE_URL`` environment variable, else the embedded PostgreSQL that
     ``python -m example_app`` is running on the data folder (so ``flask --app
     example_app chrononaut ...`` works beside it). ``SECRET_KEY`` defaults to
-    the ``SECRET_KEY`` environment variable, else a random key (logins then
-    last until a restart; ``python -m example_app`` keeps one in its data
-    folder). ``LEASE_TTL`` (a timedelta) is how long an edit lease lasts:
+    the ``SECRET_KEY`` environment variable, else the key kept in the data
+    folder by ``python -m example_app``, else a random key (logins then
+    last until a restart). ``LEASE_TTL`` (a timedelta) is how long an edit lease lasts:
     ``EXAMPLE_APP_LEASE_TTL`` seconds, else 15 minutes.
     """
     app = Flask(__name__)
@@ -148,8 +156,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             "or run `python -m example_app`, which starts an embedded PostgreSQL."
         )
     if not app.config["SECRET_KEY"]:
-        app.config["SECRET_KEY"] = secrets.token_hex(32)
-        app.logger.warning("No SECRET_KEY set: logins and open forms end at the next restart.")
+        kept = _kept_secret_key()
+        if kept is None:
+            app.logger.warning("No SECRET_KEY set: logins and open forms end at the next restart.")
+        app.config["SECRET_KEY"] = kept or secrets.token_hex(32)
     db.init_app(app)
     chrononaut.register_error_handlers(app)
     init_csrf(app)

@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -154,6 +155,22 @@ def _port() -> int:
     return int(raw)
 
 
+def _listen(app: Any, port: int) -> Any:
+    """A server listening on 127.0.0.1:``port``, or StartError (werkzeug would exit itself)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(128)
+    except OSError as error:
+        listener.close()
+        raise StartError(
+            f"Cannot listen on 127.0.0.1:{port}: {error.strerror}; set PORT to a free port."
+        ) from None
+    with listener:
+        return make_server("127.0.0.1", port, app, threaded=True, fd=listener.fileno())
+
+
 def _serve(url: str, folder: Path, port: int) -> None:
     try:
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": secret_key(folder)})
@@ -168,12 +185,7 @@ def _serve(url: str, folder: Path, port: int) -> None:
             except sa.exc.OperationalError as error:
                 first = str(error.orig or error).strip().splitlines()[0]
                 raise StartError(f"Cannot use the database {url!r}: {first}") from None
-        try:
-            server: Any = make_server("127.0.0.1", port, app, threaded=True)
-        except OSError as error:
-            raise StartError(
-                f"Cannot listen on 127.0.0.1:{port}: {error.strerror}; set PORT to a free port."
-            ) from None
+        server = _listen(app, port)
         print(f"chrononaut example app: http://127.0.0.1:{port}/", flush=True)
         print("Log in as alice (password wonderland) in one browser and bob (builder) in another.")
         if not os.environ.get("DATABASE_URL"):

@@ -226,4 +226,3 @@ def init_auth(app: Flask) -> None:
     app.extensions["example_app.login_failures"] = _Failures()
     login_manager.init_app(app)
     app.register_blueprint(bp)
-

@@ -108,4 +108,8 @@ class LeaseBreak(db.Model):
 
     def as_change_info(self) -> dict[str, str]:
         """What the version's change_info records: whose lease, until when, broken by whom."""
-        return {"owner": self.owner, "expires_at": self.expires_at.isoformat(), "by": self.taken_by}
+        return {
+            "owner": self.owner,
+            "expires_at": self.expires_at.isoformat(),
+            "by": self.taken_by,
+        }

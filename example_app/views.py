@@ -112,7 +112,7 @@ def delete(doc_id: int) -> Any:
         db.session.rollback()
         raise
     flash(
-        Markup("Deleted “{}”; <a href=\"{}\">its history</a> is kept.").format(
+        Markup('Deleted “{}”; <a href="{}">its history</a> is kept.').format(
             title, url_for("documents.history", doc_id=doc_id)
         )
     )
@@ -155,7 +155,9 @@ def value(doc_id: int, version: int, column: str) -> str:
     document, last = _document_or_history(doc_id)
     text = value_at(doc_id, document, version, column)
     if text is None:
-        abort(404, description=f"Document {doc_id} has no visible {column!r} at version {version}.")
+        abort(
+            404, description=f"Document {doc_id} has no visible {column!r} at version {version}."
+        )
     title = document.title if document is not None else last.title
     return render_template(
         "value.html",

@@ -27,7 +27,9 @@ def many_versions(app, count: int, body_length: int = 10) -> int:
 
 
 def shown_versions(response) -> list[int]:
-    return [int(v) for v in re.findall(r'data-testid="version-(\d+)"', response.get_data(as_text=True))]
+    return [
+        int(v) for v in re.findall(r'data-testid="version-(\d+)"', response.get_data(as_text=True))
+    ]
 
 
 def test_the_history_is_paged_newest_first_with_a_link_to_older_versions(visitor, app):

@@ -208,9 +208,7 @@ def test_bad_characters_in_a_save_are_400_with_the_form_shown_again(visitor, app
     assert row(app, doc_id)["version"] == 0 and history(app, doc_id) == []
 
 
-@pytest.mark.parametrize(
-    "data", [{"title": "New\x00"}, {"title": "a\nb"}, {"body": "\x00"}]
-)
+@pytest.mark.parametrize("data", [{"title": "New\x00"}, {"title": "a\nb"}, {"body": "\x00"}])
 def test_bad_characters_in_a_new_document_are_400(visitor, app, data):
     response = visitor("alice").post("/documents/new", {"title": "T", "status": "draft", **data})
     assert response.status_code == 400
