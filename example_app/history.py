@@ -10,6 +10,7 @@ who deleted it and when.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -172,7 +173,7 @@ def history_page(doc_id: int, document: Document | None, before: int | None) -> 
         info = rows[0].change_info or {}
         why = (info.get("extra") or {}).get("rationale")
         deletion = Deletion(info.get("user_id"), rows[0].changed, why)
-    entries = [_entry(older, newer) for newer, older in zip(states, states[1:], strict=False)]
+    entries = [_entry(older, newer) for newer, older in itertools.pairwise(states)]
     next_before = None
     if len(states) > PAGE_SIZE:
         next_before = states[PAGE_SIZE - 1].version

@@ -6,7 +6,6 @@ from contextlib import nullcontext
 from typing import Any
 
 import sqlalchemy as sa
-
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from markupsafe import Markup

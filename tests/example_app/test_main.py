@@ -6,8 +6,8 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import os
-import shutil
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -171,7 +171,7 @@ def list_page(base: str, jar: http.cookiejar.CookieJar) -> tuple[str, str]:
 
 def test_sigterm_stops_the_app_and_its_embedded_postgres(tmp_path):
     data = tmp_path / "example_app_data"
-    with running_app(embedded_env(tmp_path), tmp_path) as (base, process):
+    with running_app(embedded_env(tmp_path), tmp_path) as (_base, process):
         assert postgres_processes(data)
         output = stop(process, signal.SIGTERM)
     assert "Stopping the embedded PostgreSQL" in output
