@@ -4,6 +4,7 @@ each flow ends on the page it is about, which must not scroll sideways at either
 Screenshots go to ``tmp_path``, or to ``EXAMPLE_APP_SCREENSHOTS`` when set (to look at).
 """
 
+# ruff: noqa: F811  (the fixtures imported from test_browser are the tests' parameters)
 from __future__ import annotations
 
 import os
