@@ -23,7 +23,6 @@ import click
 from flask import Flask, render_template
 from flask.cli import with_appcontext
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response
 
 import chrononaut
@@ -51,14 +50,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-
-
-class BoundedInt(IntegerConverter):
-    """``<int:...>`` in URLs: ASCII digits up to PostgreSQL's integer maximum (else 404)."""
-
-    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("max", 2**31 - 1)
-        super().__init__(map, *args, **kwargs)
 
 
 def utc(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
@@ -138,7 +129,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ``EXAMPLE_APP_LEASE_TTL`` seconds, else 15 minutes.
     """
     app = Flask(__name__)
-    app.url_map.converters["int"] = BoundedInt
     app.config.update(
         SECRET_KEY=os.environ.get("SECRET_KEY"),
         SESSION_COOKIE_SAMESITE="Lax",
