@@ -16,6 +16,7 @@ from .exceptions import HiddenAttributeError as HiddenAttributeError
 from .exceptions import LockTimeoutError as LockTimeoutError
 from .exceptions import RecordLockedError as RecordLockedError
 from .exceptions import UntrackedAttributeError as UntrackedAttributeError
+from .exceptions import VersionNotFoundError as VersionNotFoundError
 from .extension import VersionedSQLAlchemy as VersionedSQLAlchemy
 from .http import check_if_match as check_if_match
 from .http import register_error_handlers as register_error_handlers
@@ -30,6 +31,8 @@ from .versioning import HistoryBase as HistoryBase
 from .versioning import RecordChanges as RecordChanges
 from .versioning import Versioned as Versioned
 from .versioning.database_guard import enable_database_guard as enable_database_guard
+from .versioning.restore import restore as restore
+from .versioning.retention import prune as prune
 
 __all__ = [
     "Change",
@@ -45,6 +48,7 @@ __all__ = [
     "RecordLockedError",
     "Settings",
     "UntrackedAttributeError",
+    "VersionNotFoundError",
     "Versioned",
     "VersionedSQLAlchemy",
     "acting_as",
@@ -54,9 +58,11 @@ __all__ = [
     "extra_change_info",
     "listen",
     "lock",
+    "prune",
     "rationale",
     "register_error_handlers",
     "remove",
+    "restore",
     "retry_on_conflict",
     "set_etag",
     "suppress_versioning",

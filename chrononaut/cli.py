@@ -11,13 +11,15 @@ Registered on the app by :meth:`VersionedSQLAlchemy.init_app`::
 Every value printed goes through :func:`_safe`: control characters (a
 terminal escape in a user id, a newline in a rationale) are shown escaped,
 never sent to the terminal.
+    flask chrononaut prune --older-than 365d --keep-last 50 [--dry-run]
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +30,7 @@ from flask.cli import AppGroup
 
 from .locking import keys, leases
 from .versioning.mixin import Versioned
+from .versioning.retention import DEFAULT_BATCH_SIZE, prune
 
 chrononaut_cli = AppGroup(
     "chrononaut", help="Inspect the history, leases and locks of versioned records."
@@ -360,3 +363,71 @@ def purge_command() -> None:
             if sa.inspect(connection).has_table(table.name, schema=table.schema):
                 total += leases.purge_expired(connection, table)
     click.echo(f"Deleted {total} expired lease(s).")
+# --- prune ------------------------------------------------------------------------
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"(\d+)([smhdw])")
+
+
+def _duration(text: str) -> timedelta:
+    """``365d``, ``12h``, ``2w``, ``30m``, ``90s`` as a timedelta."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise click.BadParameter(
+            f"{text!r} is not a duration; write a whole number and a unit, e.g. 365d, 12h, "
+            "2w, 30m or 90s.",
+            param_hint="--older-than",
+        )
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _prune_models(db: Any, names: tuple[str, ...]) -> list[type[Any]]:
+    if names:
+        return [_model(db, name) for name in names]
+    bases = {sa.inspect(c).base_mapper.class_ for cs in _versioned_models(db).values() for c in cs}
+    return sorted(bases, key=lambda cls: cls.__name__)
+
+
+@chrononaut_cli.command("prune")
+@click.option("--older-than", "older_than", help="age of the rows to delete: 365d, 12h, 2w...")
+@click.option("--keep-last", "keep_last", type=int, help="versions to keep per record")
+@click.option(
+    "--model", "names", multiple=True, help="a versioned model (repeatable); all by default"
+)
+@click.option("--include-deleted", is_flag=True, help="delete deletion rows too")
+@click.option("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, show_default=True)
+@click.option("--dry-run", is_flag=True, help="count what would be deleted, delete nothing")
+def prune_command(
+    older_than: str | None,
+    keep_last: int | None,
+    names: tuple[str, ...],
+    include_deleted: bool,
+    batch_size: int,
+    dry_run: bool,
+) -> None:
+    """Delete history rows older than --older-than and/or beyond --keep-last per record.
+
+    A row goes when it meets every condition given; a deletion row only with
+    --include-deleted. Runs in batches, each committed on its own.
+    """
+    db = _db()
+    if older_than is None and keep_last is None:
+        raise click.UsageError("Give --older-than and/or --keep-last.")
+    age = _duration(older_than) if older_than is not None else None
+    models = _prune_models(db, names)
+    try:
+        counts = prune(
+            db.session,
+            models,
+            older_than=age,
+            keep_last=keep_last,
+            include_deleted=include_deleted,
+            batch_size=batch_size,
+            dry_run=dry_run,
+        )
+    except (TypeError, ValueError) as error:
+        raise click.UsageError(str(error)) from None
+    verb = "would delete" if dry_run else "deleted"
+    for cls, count in counts.items():
+        click.echo(f"{cls.__name__}: {verb} {count:,} history row(s)")
+    click.echo(f"Total: {verb} {sum(counts.values()):,} history row(s)")

@@ -33,6 +33,30 @@ class UntrackedAttributeError(ChrononautException, AttributeError):
     """Read of an untracked column on a history object (it is not versioned)."""
 
 
+class VersionNotFoundError(ChrononautException, LookupError):
+    """``revert_to()`` named a version the record's history does not hold.
+
+    Attributes: ``record`` (e.g. ``"Document(id=42)"``), ``version`` (the one
+    asked for), ``current_version`` (the record's), and ``oldest_kept`` (the
+    oldest version its history still holds, None if it holds none: never
+    changed, or pruned to nothing).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        record: str,
+        version: int,
+        current_version: int,
+        oldest_kept: int | None,
+    ) -> None:
+        super().__init__(message)
+        self.record = record
+        self.version = version
+        self.current_version = current_version
+        self.oldest_kept = oldest_kept
+
+
 # --- locking -----------------------------------------------------------------
 
 

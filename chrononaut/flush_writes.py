@@ -33,13 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import (
     NO_VALUE,
     PASSIVE_NO_INITIALIZE,
     PASSIVE_OFF,
     get_history,
+    instance_state,
 )
 
 from .exceptions import ChrononautException
@@ -99,7 +99,7 @@ def _same_objects(added: Any, deleted: Any) -> bool:
 
 def refuse_primary_key_change(obj: Any, key: str, value: Any) -> None:
     """Raise: history is keyed by the primary key, so changing it would orphan the history."""
-    identity = sa.inspect(obj).identity
+    identity = instance_state(obj).identity
     raise ChrononautException(
         f"{type(obj).__name__} {identity!r}: changing primary key column {key!r} to "
         f"{value!r} would cut the record off from its history; insert a new record instead."
@@ -108,7 +108,7 @@ def refuse_primary_key_change(obj: Any, key: str, value: Any) -> None:
 
 def examine(obj: Any) -> RecordWrite:
     """What a flush would write for the persistent versioned ``obj``."""
-    state = sa.inspect(obj)
+    state = instance_state(obj)
     info = type(obj).__chrononaut__
     policy = info.policy
     mapper = state.mapper
@@ -158,7 +158,7 @@ def examine(obj: Any) -> RecordWrite:
 
 def _is_orphan(obj: Any) -> bool:
     """True if the flush deletes the persistent ``obj`` as a delete-orphan."""
-    state = sa.inspect(obj)
+    state = instance_state(obj)
     return state.key is not None and bool(state.mapper._is_orphan(state))
 
 
@@ -170,7 +170,7 @@ def _orphans(dirty: list[Any], deleted: Any) -> list[Any]:
     """
     candidates = [o for o in dirty if is_versioned(o)]
     for parent in dirty:
-        state = sa.inspect(parent)
+        state = instance_state(parent)
         for prop in state.mapper.relationships:
             if not prop.cascade.delete_orphan or prop.key not in state.committed_state:
                 continue
@@ -197,7 +197,7 @@ def _detached_children(deleted: Any, deletes: list[Any]) -> list[tuple[Any, set[
     deleting = {id(o) for o in deletes}
     out = []
     for parent in deleted:
-        state = sa.inspect(parent)
+        state = instance_state(parent)
         for prop in state.mapper.relationships:
             if (
                 prop.direction.name != "ONETOMANY"
@@ -212,12 +212,12 @@ def _detached_children(deleted: Any, deletes: list[Any]) -> list[tuple[Any, set[
             children = list(history.unchanged) + [
                 o
                 for o in history.deleted
-                if o is not None and impl.hasparent(sa.inspect(o)) is False
+                if o is not None and impl.hasparent(instance_state(o)) is False
             ]
             for child in children:
                 if child is None or not is_versioned(child) or id(child) in deleting:
                     continue
-                if sa.inspect(child).key is None:
+                if instance_state(child).key is None:
                     continue
                 keys = _foreign_keys(prop, child)
                 if keys:
@@ -227,7 +227,7 @@ def _detached_children(deleted: Any, deletes: list[Any]) -> list[tuple[Any, set[
 
 def _foreign_keys(prop: Any, child: Any) -> set[str]:
     """The tracked attribute keys of ``child`` that one-to-many ``prop`` sets."""
-    child_state = sa.inspect(child)
+    child_state = instance_state(child)
     info = type(child).__chrononaut__
     return {
         child_state.mapper.get_property_by_column(c).key for c in prop.remote_side
@@ -243,7 +243,7 @@ def _moved_children(dirty: list[Any], deleting: set[int]) -> list[tuple[Any, set
     """
     out = []
     for parent in dirty:
-        state = sa.inspect(parent)
+        state = instance_state(parent)
         for prop in state.mapper.relationships:
             if (
                 prop.direction.name != "ONETOMANY"
@@ -255,7 +255,7 @@ def _moved_children(dirty: list[Any], deleting: set[int]) -> list[tuple[Any, set
             for child in (*history.added, *history.deleted):
                 if child is None or not is_versioned(child) or id(child) in deleting:
                     continue
-                if sa.inspect(child).key is None:
+                if instance_state(child).key is None:
                     continue  # new: inserted with its foreign key, no history
                 keys = _foreign_keys(prop, child)
                 if keys:
@@ -276,7 +276,7 @@ def of_flush(session: Session, flush_context: Any) -> FlushWrites:
     deleting = {id(o) for o in writes.deletes}
     by_obj: dict[int, RecordWrite] = {}
     for obj in dirty:
-        if not is_versioned(obj) or sa.inspect(obj).key is None or id(obj) in deleting:
+        if not is_versioned(obj) or instance_state(obj).key is None or id(obj) in deleting:
             continue
         by_obj[id(obj)] = examine(obj)
     moved = _detached_children(deleted, writes.deletes) + _moved_children(dirty, deleting)

@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 
 import chrononaut
 
+from . import actions as actions  # registers revert and restore on the documents blueprint
 from . import editing as editing  # registers the edit routes on the documents blueprint
 from .auth import init_auth
 from .csrf import init_csrf

@@ -130,22 +130,14 @@ def deleted_page(doc_id: int, form: MultiDict[str, str]) -> Any:
         abort(404, description=f"There is no document {doc_id}: nothing was saved.")
     info = last.change_info or {}
     return render_template(
-        "deleted.html",
+        "deleted_meanwhile.html",
         doc_id=doc_id,
         title=last.title,
         deleted_by=info.get("user_id"),
         deleted_at=last.changed,
         why=(info.get("extra") or {}).get("rationale"),
         submitted={name: form.get(name, "") for name in FIELDS if form.get(name)},
-        restore_url=restore_url(doc_id),
     ), 410
-
-
-def restore_url(doc_id: int) -> str | None:
-    """The restore page of a deleted document, when the app has one (a hook: not yet)."""
-    if "documents.restore" in current_app.view_functions:
-        return url_for("documents.restore", doc_id=doc_id)
-    return None
 
 
 @bp.route("/documents/<int:doc_id>/edit", methods=["POST"])

@@ -66,6 +66,12 @@ class Entry:
     changes: list[FieldChange] = field(default_factory=list)
     created: bool = False
     values: list[Value] = field(default_factory=list)
+    #: the version this one reverted to (``change_info["reverted_to"]``)
+    reverted_to: int | None = None
+    #: this version brought the document back after a deletion: who deleted it, when
+    restored: bool = False
+    deleted_by: str | None = None
+    deleted_at: datetime | None = None
 
 
 @dataclass
@@ -136,6 +142,26 @@ def _entry(older: Any, newer: Any) -> Entry:
         rationale=(info.get("extra") or {}).get("rationale"),
         lease_broken=_lease_broken(info),
         changes=changes,
+        reverted_to=info.get("reverted_to"),
+    )
+
+
+def _restored_entry(document: Document | None, deletion: Any, restored: Any) -> Entry:
+    """The version after a deletion row: the document restored as it was deleted.
+
+    Who restored it is known while it is the current version (``RecordChanges``
+    stamps the row); the deletion row says who deleted it and when.
+    """
+    info = deletion.change_info or {}
+    current = (document.change_info or {}) if document is not None and restored is document else {}
+    return Entry(
+        version=restored.version,
+        user_id=current.get("user_id") if current.get("restored") else None,
+        changed=document.changed if document is not None and current.get("restored") else None,
+        restored=True,
+        deleted_by=info.get("user_id"),
+        deleted_at=deletion.changed,
+        rationale=(info.get("extra") or {}).get("rationale"),
     )
 
 
@@ -173,7 +199,10 @@ def history_page(doc_id: int, document: Document | None, before: int | None) -> 
         info = rows[0].change_info or {}
         why = (info.get("extra") or {}).get("rationale")
         deletion = Deletion(info.get("user_id"), rows[0].changed, why)
-    entries = [_entry(older, newer) for newer, older in itertools.pairwise(states)]
+    entries = [
+        _restored_entry(document, older, newer) if older.is_deletion else _entry(older, newer)
+        for newer, older in itertools.pairwise(states)
+    ]
     next_before = None
     if len(states) > PAGE_SIZE:
         next_before = states[PAGE_SIZE - 1].version

@@ -40,6 +40,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import instance_state
 
 from .. import flush_writes
 from ..exceptions import RecordLockedError
@@ -126,8 +127,8 @@ class Target:
 
     @classmethod
     def of(cls, obj: Any) -> Target:
-        state = sa.inspect(obj)
-        return cls(state.mapper, tuple(state.identity))
+        state = instance_state(obj)  # persistent: it has an identity
+        return cls(state.mapper, tuple(cast(tuple[Any, ...], state.identity)))
 
     @property
     def described(self) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, Mapper, Query, mapped_column
 
 from ..exceptions import ConfigurationError
 from ..locking import advisory, leases, optimistic
-from . import change_info, database_guard, queries
+from . import change_info, database_guard, queries, revert
 from .history import INFO_KEY, HistoryBase, VersioningInfo, build_history
 from .names import META_COLUMNS, VERSION
 
@@ -88,6 +88,18 @@ class Versioned:
             user.diff(user.versions()[0])  # {"email": ("old@x.org", "new@x.org")}
         """
         return queries.diff(self, from_model, to=to, include_hidden=include_hidden)
+
+    def revert_to(self, version: Any) -> Any:
+        """Set this record's tracked columns back to ``version`` (a number or history object).
+
+        Returns the record; the next commit writes a new version whose history
+        row has ``change_info["reverted_to"]``. Hidden columns keep their
+        current values (history never kept theirs)::
+
+            doc.revert_to(2)
+            session.commit()
+        """
+        return revert.revert_to(self, version)
 
     # --- locking: see chrononaut.locking ---------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import NO_VALUE
+from sqlalchemy.orm.attributes import NO_VALUE, instance_state
 
 from .. import context, flush_writes
 from ..exceptions import ChrononautException
@@ -192,7 +192,7 @@ class _FlushRecorder:
 
     def record_update(self, write: RecordWrite) -> None:
         obj = write.obj
-        state = sa.inspect(obj)
+        state = instance_state(obj)
         info = type(obj).__chrononaut__
         self.require_extra(obj, state)
         version = _committed_version(obj, state)
@@ -208,7 +208,7 @@ class _FlushRecorder:
         obj.version = version + 1
 
     def record_delete(self, obj: Any) -> None:
-        state = sa.inspect(obj)
+        state = instance_state(obj)
         info = type(obj).__chrononaut__
         self.require_extra(obj, state)
         values = _prior_values(obj, state, info)

@@ -148,7 +148,7 @@ def test_pages_fit_a_phone_screen(chromium, app, base_url, document_id, tmp_path
     edit_document(app, document_id, "alice", body="word " + "Unbroken" * 30)
     page = log_in(chromium, base_url, "alice", **phone)
     document = f"/documents/{document_id}"
-    for path in ("/documents", document, f"{document}/edit"):
+    for path in ("/documents", document, f"{document}/edit", "/documents/deleted"):
         page.goto(f"{base_url}{path}")
         overflow = sideways_scroll(page)
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 375px wide"
@@ -163,3 +163,60 @@ def test_pages_fit_a_phone_screen(chromium, app, base_url, document_id, tmp_path
     assert overflow <= 0, f"the history page scrolls sideways by {overflow}px at 375px wide"
     page.screenshot(path=str(tmp_path / "phone-history.png"))
     page.context.close()
+
+
+def test_revert_from_the_history_page_and_a_stale_revert_is_a_conflict(
+    chromium, app, base_url, document_id, tmp_path
+):
+    edit_document(app, document_id, "bob", "Rewrite", title="Release notes, rewritten")
+    history_url = f"{base_url}/documents/{document_id}/history"
+    alice = log_in(chromium, base_url, "alice")
+    bob = log_in(chromium, base_url, "bob")
+    bob.goto(history_url)  # bob's page shows version 1
+
+    alice.goto(history_url)
+    alice.get_by_test_id("revert-0").click()
+    alice.wait_for_url(re.compile(rf".*/documents/{document_id}$"))
+    assert "Reverted to version 0: saved as version 2." in alice.locator("main").inner_text()
+    assert alice.locator("h1").inner_text() == "Release notes"
+    alice.goto(history_url)
+    entry = alice.get_by_test_id("version-2").inner_text()
+    assert "by alice" in entry and "reverted to version 0" in entry
+    alice.screenshot(path=str(tmp_path / "reverted-history.png"), full_page=True)
+
+    statuses: list[int] = []
+    bob.on("response", lambda response: statuses.append(response.status))
+    bob.get_by_test_id("revert-0").click()  # based on version 1: stale
+    conflict = bob.get_by_test_id("conflict")
+    conflict.wait_for()
+    assert 409 in statuses
+    assert "version 2 by alice" in conflict.inner_text()
+    alice.context.close()
+    bob.context.close()
+
+
+def test_delete_then_restore_from_recently_deleted(chromium, base_url, document_id, tmp_path):
+    alice = log_in(chromium, base_url, "alice")
+    alice.goto(f"{base_url}/documents/{document_id}/delete")
+    alice.fill("#rationale", "Duplicate")
+    alice.get_by_role("button", name="Delete").click()
+    alice.wait_for_url(re.compile(r".*/documents$"))
+    assert alice.get_by_test_id(f"document-{document_id}").count() == 0
+
+    alice.get_by_role("link", name="Recently deleted").click()
+    deleted = alice.get_by_test_id(f"deleted-{document_id}")
+    text = deleted.inner_text()
+    assert "Release notes" in text and "by alice" in text and "Duplicate" in text
+    alice.screenshot(path=str(tmp_path / "recently-deleted.png"), full_page=True)
+    deleted.get_by_role("button", name="Restore").click()
+    alice.wait_for_url(re.compile(rf".*/documents/{document_id}$"))
+    assert "Restored “Release notes” as version 1." in alice.locator("main").inner_text()
+
+    alice.goto(f"{base_url}/documents")
+    assert alice.get_by_test_id(f"document-{document_id}").count() == 1
+    alice.goto(f"{base_url}/documents/{document_id}/history")
+    restored = alice.get_by_test_id("version-1").inner_text()
+    assert "restored by alice" in restored and "after its deletion by alice" in restored
+    alice.goto(f"{base_url}/documents/deleted")
+    assert alice.get_by_test_id(f"deleted-{document_id}").count() == 0
+    alice.context.close()

@@ -112,6 +112,8 @@ def test_a_deleted_documents_history_is_reachable_from_the_flash(visitor, app):
     assert "Plan 1 → Plan 2" in words
     assert f"/documents/{doc_id}/versions/2/body" not in page.get_data(as_text=True)
     assert "2" * 10 in alice.get(f"/documents/{doc_id}/versions/2/body").get_data(as_text=True)
+    assert f'action="/documents/{doc_id}/restore"' in page.get_data(as_text=True)
+    assert "Revert to this version" not in words  # nothing to revert while it is deleted
 
 
 def test_a_title_with_markup_is_escaped_in_the_delete_flash(visitor, app):

@@ -73,8 +73,11 @@ def test_saving_a_document_deleted_meanwhile_shows_who_deleted_it_and_the_text(v
     assert "bob deleted it on" in page and "“Duplicate”" in page
     assert "My long careful paragraph." in page and "In review" in page
     assert f'href="/documents/{doc_id}/history"' in response.get_data(as_text=True)
-    # no restore page in this app yet: the hook shows no link
-    assert "Restore it" not in page
+    html = response.get_data(as_text=True)
+    assert f'action="/documents/{doc_id}/restore"' in html and "Restore it" in page
+    restored = alice.post(f"/documents/{doc_id}/restore")
+    assert (restored.status_code, restored.location) == (302, f"/documents/{doc_id}")
+    assert row(app, doc_id)["title"] == "Plan"
 
 
 def test_a_save_after_logging_out_in_another_tab_keeps_the_typed_values(visitor, app):

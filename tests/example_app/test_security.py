@@ -231,6 +231,18 @@ def test_bad_characters_in_a_login_are_400(visitor, data):
     assert "Unknown user or wrong password." in text(response)
 
 
+@pytest.mark.parametrize("field", ["target", "version"])
+def test_reverting_with_a_superscript_number_is_400_and_writes_nothing(visitor, app, field):
+    doc_id = make_document(app)
+    alice = visitor("alice")
+    alice.post(f"/documents/{doc_id}/edit", form(0, title="Plan B"))
+    response = alice.post(
+        f"/documents/{doc_id}/revert", {"target": "0", "version": "1", field: "²"}
+    )
+    assert response.status_code == 400
+    assert row(app, doc_id)["version"] == 1
+
+
 @pytest.mark.parametrize("version", ["²", "x", "-1"])
 def test_deleting_with_a_malformed_version_is_400(visitor, app, version):
     doc_id = make_document(app)

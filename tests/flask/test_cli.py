@@ -64,7 +64,7 @@ def edit(db, record, user: str, why: str | None, **values: Any) -> None:
 
 def test_init_app_registers_the_command_group(app, db):
     group = app.cli.commands["chrononaut"]
-    assert set(group.commands) == {"history", "locks", "leases"}
+    assert set(group.commands) == {"history", "locks", "leases", "prune"}
     assert set(group.commands["leases"].commands) == {"break", "purge"}
 
 
