@@ -363,6 +363,8 @@ def purge_command() -> None:
             if sa.inspect(connection).has_table(table.name, schema=table.schema):
                 total += leases.purge_expired(connection, table)
     click.echo(f"Deleted {total} expired lease(s).")
+
+
 # --- prune ------------------------------------------------------------------------
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
