@@ -169,6 +169,18 @@ def list_page(base: str, jar: http.cookiejar.CookieJar) -> tuple[str, str]:
         return response.geturl(), response.read().decode()
 
 
+def create_document(base: str, jar: http.cookiejar.CookieJar, title: str) -> None:
+    """As the logged-in user of ``jar``, create a document through the New form."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{base}/documents/new", timeout=30) as response:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', response.read().decode()).group(1)
+    data = urllib.parse.urlencode(
+        {"csrf_token": token, "title": title, "body": "kept", "status": "draft"}
+    ).encode()
+    with opener.open(f"{base}/documents/new", data=data, timeout=30) as response:
+        assert title in response.read().decode()
+
+
 def test_sigterm_stops_the_app_and_its_embedded_postgres(tmp_path):
     data = tmp_path / "example_app_data"
     with running_app(embedded_env(tmp_path), tmp_path) as (_base, process):
@@ -186,6 +198,7 @@ def test_after_a_sigkill_a_restart_takes_over_the_server_and_ctrl_c_stops_it(tmp
     env = embedded_env(tmp_path)
     with running_app(env, tmp_path) as (base, process):
         assert "Launch plan" in document_titles(base, jar)  # logged in: the cookie is in jar
+        create_document(base, jar, "Written before the kill")
         killed = process.pid
         process.kill()
         process.communicate(timeout=STOP_TIMEOUT)
@@ -194,6 +207,7 @@ def test_after_a_sigkill_a_restart_takes_over_the_server_and_ctrl_c_stops_it(tmp
     with running_app(env, tmp_path) as (base, process):
         url, page = list_page(base, jar)
         assert url.endswith("/documents") and "Launch plan" in page  # still logged in
+        assert "Written before the kill" in page  # the data was kept
         cli = subprocess.run(
             [
                 sys.executable,
