@@ -14,6 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+#: Name of the dict of info entries every session of a class made by chrononaut starts
+#: with (the sync class of an async_sessionmaker or AsyncSession subclass, see
+#: :mod:`chrononaut.aio.sessions`), in that class's own namespace.
+CLASS_INFO = "chrononaut_session_info"
+
 Events = Sequence[tuple[str, Callable[..., Any]]]
 
 
@@ -27,6 +32,21 @@ def _markers(target: Any) -> set[str]:
         markers = set()
         target._chrononaut_listening = markers
     return markers
+
+
+def session_info(target: Any) -> dict[str, Any]:
+    """The info dict ``target``'s sessions start with: a Session's own ``info``, a
+    factory's ``info`` keyword, or the :data:`CLASS_INFO` of a class chrononaut made."""
+    if isinstance(target, Session):
+        return target.info
+    if isinstance(target, type):
+        info = vars(target).get(CLASS_INFO)
+        if info is None:
+            raise TypeError(
+                f"settings can be given for a Session or a sessionmaker, not the class {target!r}"
+            )
+        return info
+    return target.kw.setdefault("info", {})
 
 
 def is_registered(target: Any, name: str) -> bool:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from . import _events, async_check
 from .context import versioning_suppressed
 from .exceptions import ChrononautException, ConflictError
 from .locking import advisory, optimistic
@@ -126,16 +127,20 @@ def session_class(base: type[Session]) -> type[Session]:
 def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
     """Version and guard everything flushed through ``session_or_factory``.
 
-    Takes a ``sessionmaker``, a ``scoped_session`` or a ``Session``; ``settings``
-    is a :class:`~chrononaut.Settings` or a callable returning one::
+    Takes a ``sessionmaker``, a ``scoped_session`` or a ``Session``, or their
+    asyncio forms: an ``async_sessionmaker``, an ``async_scoped_session``, an
+    ``AsyncSession`` or a subclass of it (see :mod:`chrononaut.aio.sessions`);
+    ``settings`` is a :class:`~chrononaut.Settings` or a callable returning one::
 
         Session = sessionmaker(engine)
         chrononaut.listen(Session)
     """
-    target = session_or_factory
+    target = async_check.sync_target(session_or_factory, create=True)
     if isinstance(target, scoped_session):
         target = target.session_factory
-    if isinstance(target, sessionmaker):
+    if isinstance(target, type) and _events.CLASS_INFO in vars(target):
+        pass  # the sync Session class chrononaut made for an async factory: mixed in already
+    elif isinstance(target, sessionmaker):
         target.class_ = session_class(target.class_)
     elif isinstance(target, Session):
         cls = type(target)
@@ -144,8 +149,9 @@ def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
         target.__class__ = _instance_classes[cls]
     else:
         raise TypeError(
-            "listen() takes a sessionmaker, a scoped_session or a Session, got "
-            f"{session_or_factory!r}"
+            "listen() takes a sessionmaker, a scoped_session, a Session, an "
+            "async_sessionmaker, an async_scoped_session, an AsyncSession or a subclass of "
+            f"AsyncSession, got {session_or_factory!r}"
         )
     versioning_listeners.listen(target, settings=settings)
     locking_listeners.listen(target)
@@ -153,7 +159,7 @@ def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:
 
 def remove(session_or_factory: Any) -> None:
     """Undo :func:`listen`'s events (the session class keeps its mixin)."""
-    target = session_or_factory
+    target = async_check.sync_target(session_or_factory, create=False)
     if isinstance(target, scoped_session):
         target = target.session_factory
     versioning_listeners.remove(target)

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ..async_check import refuse_async
 from ..exceptions import ChrononautException, DeadlockError, LockTimeoutError, RecordLockedError
 from ..settings import check_seconds
 from . import keys, optimistic
@@ -33,7 +34,9 @@ _DEADLOCK_DETECTED = "40P01"
 
 
 def _pgcode(error: sa.exc.DBAPIError) -> str | None:
-    return getattr(error.orig, "pgcode", None)
+    """The SQLSTATE of ``error``: psycopg2 and SQLAlchemy's asyncpg adapter say ``pgcode``,
+    psycopg 3 (and asyncpg) ``sqlstate``. Local stand-in for the shared SQLSTATE helper."""
+    return getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
 
 
 def lock_depth(session: Session) -> int:
@@ -92,9 +95,10 @@ class _Savepoint:
         self.connection.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
 
     def undo(self) -> None:
-        self.connection.exec_driver_sql(
-            f"ROLLBACK TO SAVEPOINT {self.name}; RELEASE SAVEPOINT {self.name}"
-        )
+        # Two statements: asyncpg prepares every statement, and a prepared statement
+        # holds one command.
+        self.connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self.name}")
+        self.connection.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
 
 
 def _translate(error: sa.exc.DBAPIError, described: str, timeout: float | None) -> Exception:
@@ -151,8 +155,11 @@ def _take(
                 f"SELECT CASE WHEN pg_advisory_xact_lock{suffix}(:k)::text = '' THEN {after} END",
                 k=key,
             )
-        except sa.exc.OperationalError as error:
-            raise _translate(error, described, timeout) from error
+        except sa.exc.DBAPIError as error:  # asyncpg's lock errors are not OperationalError
+            translated = _translate(error, described, timeout)
+            if translated is error:
+                raise
+            raise translated from error
     return result
 
 
@@ -239,10 +246,12 @@ def _lock_and_refresh(
         barrier = _Savepoint(connection, "chrononaut_barrier")
         try:
             _refresh(session, records, lock={"read": True, "nowait": nowait})
-        except sa.exc.OperationalError as error:
-            raise _translate(
-                error, keys.describe(records[0], identities[id(records[0])]), timeout
-            ) from error
+        except sa.exc.DBAPIError as error:
+            described = keys.describe(records[0], identities[id(records[0])])
+            translated = _translate(error, described, timeout)
+            if translated is error:
+                raise
+            raise translated from error
         finally:
             barrier.undo()
 
@@ -270,6 +279,9 @@ def lock(
     """
     if not records:
         raise ValueError("lock() needs at least one record")
+    refuse_async(
+        records[0], "record.lock() / chrononaut.lock()", "async with chrononaut.aio.lock(...)"
+    )
     if timeout is not None:
         timeout = check_seconds(timeout, "timeout")
     if not isinstance(nowait, bool) or not isinstance(shared, bool):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from .. import _events
 from ..flush_writes import GUARD_INFO_KEY
 from . import guard, leases
@@ -18,7 +16,7 @@ _EVENTS = (
 
 
 def _set_guard(target: Any, guard: Any) -> None:
-    info = target.info if isinstance(target, Session) else target.kw.setdefault("info", {})
+    info = _events.session_info(target)
     if guard is None:
         info.pop(GUARD_INFO_KEY, None)
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -441,6 +442,13 @@ def retry_on_conflict(
         raise ValueError(f"retry_on_conflict() needs attempts >= 1, got {attempts!r}")
 
     def decorate(fn: F) -> F:
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(
+                f"retry_on_conflict() cannot retry the coroutine function {fn.__qualname__}: "
+                "it would return the coroutine unawaited; decorate it with "
+                "chrononaut.aio.retry_on_conflict instead."
+            )
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             for attempt in range(1, attempts + 1):

@@ -12,11 +12,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, scoped_session
 
+from ..async_check import refuse_async_session
 from ..exceptions import ChrononautException
 
 
 def session_of(session: Any, call: str) -> Session:
     """``session`` as a :class:`~sqlalchemy.orm.Session` (a ``scoped_session`` gives its own)."""
+    name = call.removesuffix("()")
+    refuse_async_session(session, call, f"await chrononaut.aio.{name}(session, ...)")
     if isinstance(session, scoped_session):
         return session()
     if not isinstance(session, Session):

@@ -36,14 +36,8 @@ def _target(session_or_factory: Any) -> Any:
 
 
 def _set_settings(target: Any, settings: Any) -> None:
-    if settings is None:
-        return
-    if isinstance(target, sessionmaker):
-        target.kw.setdefault("info", {})[SESSION_INFO_KEY] = settings
-    elif isinstance(target, Session):
-        target.info[SESSION_INFO_KEY] = settings
-    else:
-        raise TypeError("settings can be given for a Session or a sessionmaker, not a class")
+    if settings is not None:
+        _events.session_info(target)[SESSION_INFO_KEY] = settings
 
 
 def listen(session_or_factory: Any, settings: Settings | Any = None) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Mapper, Query, mapped_column
 
+from ..async_check import refuse_async
 from ..exceptions import ConfigurationError
 from ..locking import advisory, leases, optimistic
 from . import change_info, database_guard, queries, revert
@@ -63,19 +64,35 @@ class Versioned:
             first = user.versions()[0]
             recent = user.versions(after=yesterday, return_query=True).limit(5).all()
         """
+        refuse_async(
+            self,
+            "record.versions()",
+            "chrononaut.aio.versions_select(record) with await session.scalars(...)"
+            if return_query
+            else "await chrononaut.aio.versions(record)",
+        )
         query = queries.versions_query(self, before=before, after=after)
         return query if return_query else query.all()
 
     def version_at(self, at: datetime) -> Any:
         """The record as it was at ``at``: a history object, or ``self`` if unchanged since."""
+        refuse_async(self, "record.version_at()", "await chrononaut.aio.version_at(record, at)")
         return queries.version_at(self, at)
 
     def has_changed_since(self, since: datetime) -> bool:
         """True if a version of this record was written at or after ``since``."""
+        refuse_async(
+            self,
+            "record.has_changed_since()",
+            "await chrononaut.aio.has_changed_since(record, since)",
+        )
         return queries.has_changed_since(self, since)
 
     def previous_version(self) -> Any:
         """The latest history object of this record, or None."""
+        refuse_async(
+            self, "record.previous_version()", "await chrononaut.aio.previous_version(record)"
+        )
         return queries.previous_version(self)
 
     def diff(
@@ -87,6 +104,12 @@ class Versioned:
 
             user.diff(user.versions()[0])  # {"email": ("old@x.org", "new@x.org")}
         """
+        if include_hidden:  # reads the history rows in between
+            refuse_async(
+                self,
+                "record.diff(..., include_hidden=True)",
+                "await chrononaut.aio.diff(record, ..., include_hidden=True)",
+            )
         return queries.diff(self, from_model, to=to, include_hidden=include_hidden)
 
     def revert_to(self, version: Any) -> Any:
@@ -99,6 +122,7 @@ class Versioned:
             doc.revert_to(2)
             session.commit()
         """
+        refuse_async(self, "record.revert_to()", "await chrononaut.aio.revert_to(record, version)")
         return revert.revert_to(self, version)
 
     # --- locking: see chrononaut.locking ---------------------------------------
@@ -118,10 +142,14 @@ class Versioned:
 
     def is_locked(self) -> bool:
         """Whether another transaction holds this record's ``lock()``."""
+        refuse_async(self, "record.is_locked()", "await chrononaut.aio.is_locked(record)")
         return advisory.is_locked(self)
 
     def check_version(self, expected: int) -> None:
         """Raise :class:`~chrononaut.ConflictError` unless this record is at ``expected``."""
+        refuse_async(
+            self, "record.check_version()", "await chrononaut.aio.check_version(record, expected)"
+        )
         optimistic.check_version(self, expected)
 
     @property
@@ -136,21 +164,29 @@ class Versioned:
 
     def apply_changes(self, changes: dict[str, Any], base_version: int) -> None:
         """Apply a stale form's ``changes`` if none of those columns changed since."""
+        refuse_async(
+            self,
+            "record.apply_changes()",
+            "await chrononaut.aio.apply_changes(record, changes, base_version)",
+        )
         optimistic.apply_changes(self, changes, base_version)
 
     def acquire_lease(
         self, ttl: timedelta = leases.DEFAULT_TTL, owner: Any = None, force: bool = False
     ) -> leases.Lease:
         """Take or renew the edit lease on this record (see :mod:`chrononaut.locking.leases`)."""
+        refuse_async(self, "record.acquire_lease()", "await chrononaut.aio.acquire_lease(record)")
         return leases.acquire_lease(self, ttl=ttl, owner=owner, force=force)
 
     @property
     def lease(self) -> leases.Lease | None:
         """The current unexpired lease on this record, or None."""
+        refuse_async(self, "record.lease", "await chrononaut.aio.lease(record)")
         return leases.current_lease(self)
 
     def release_lease(self, force: bool = False) -> None:
         """Release this record's lease; another owner's needs ``force=True``."""
+        refuse_async(self, "record.release_lease()", "await chrononaut.aio.release_lease(record)")
         leases.release_lease(self, force=force)
 
     # --- change_info hooks ---------------------------------------------------
