@@ -6,6 +6,11 @@ Registered on the app by :meth:`VersionedSQLAlchemy.init_app`::
     flask chrononaut history Shelf eu,7       # composite primary key, comma-separated
     flask chrononaut locks                    # unexpired leases and advisory locks
     flask chrononaut leases break Document 42 # force-release a lease
+    flask chrononaut leases purge             # delete expired leases
+
+Every value printed goes through :func:`_safe`: control characters (a
+terminal escape in a user id, a newline in a rationale) are shown escaped,
+never sent to the terminal.
     flask chrononaut prune --older-than 365d --keep-last 50 [--dry-run]
 """
 
@@ -109,6 +114,14 @@ def _identity(cls: type[Any], text: str) -> tuple[Any, ...]:
         raise click.BadParameter(str(error), param_hint="PK") from None
 
 
+def _safe(value: Any) -> str:
+    """``value`` as text with control and other unprintable characters escaped (``\\x1b``)."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _utc(moment: datetime | None) -> str:
     if moment is None:
         return "-"
@@ -116,7 +129,7 @@ def _utc(moment: datetime | None) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = _safe(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -146,10 +159,10 @@ def _change_lines(row: Any, newer: Any) -> list[str]:
     lines += [f"{key}: changed (hidden)" for key in change_info.get("hidden_cols_changed", [])]
     broken = change_info.get("lease_broken")
     if broken:
-        lines.append(f"broke the lease of {broken.get('owner')}")
+        lines.append(f"broke the lease of {_safe(broken.get('owner'))}")
     extra = {k: v for k, v in (change_info.get("extra") or {}).items() if k != "rationale"}
     if extra:
-        lines.append("extra: " + ", ".join(f"{k}={_short(v)}" for k, v in extra.items()))
+        lines.append("extra: " + ", ".join(f"{_safe(k)}={_short(v)}" for k, v in extra.items()))
     return lines or ["no visible change"]
 
 
@@ -169,7 +182,7 @@ def _who(change_info: dict[str, Any]) -> str:
     who = change_info.get("user_id")
     if change_info.get("source") == "database":  # written by the database guard
         who = f"database user {change_info.get('db_user')}"
-    return str(who) if who is not None else "unknown"
+    return _safe(who) if who is not None else "unknown"
 
 
 def _creation_line(version: int, event: Any) -> str:
@@ -180,7 +193,7 @@ def _creation_line(version: int, event: Any) -> str:
     restored = "  (restored)" if change_info.get("restored") else ""
     return (
         f"version {version}  created by {_who(change_info)} at {_utc(event.changed)}  "
-        f"rationale: {why if why is not None else '-'}{restored}"
+        f"rationale: {_safe(why) if why is not None else '-'}{restored}"
     )
 
 
@@ -190,9 +203,9 @@ def _history_report(
     """The report of ``flask chrononaut history``: one block per version."""
     created = created or {}
     if record is not None:
-        head = f"{described}: version {record.version}, {len(rows)} earlier version(s)"
+        head = f"{_safe(described)}: version {record.version}, {len(rows)} earlier version(s)"
     else:
-        head = f"{described}: deleted, {len(rows)} version(s) in history"
+        head = f"{_safe(described)}: deleted, {len(rows)} version(s) in history"
     first = rows[0].version if rows else record.version
     lines = [head, _creation_line(first, created.get(first))]
     states = [*rows, record]
@@ -203,7 +216,7 @@ def _history_report(
         why = (change_info.get("extra") or {}).get("rationale")
         lines.append(
             f"version {row.version + 1}  {_utc(row.changed)}  by {_who(change_info)}  "
-            f"rationale: {why if why is not None else '-'}"
+            f"rationale: {_safe(why) if why is not None else '-'}"
         )
         lines += [f"    {line}" for line in _change_lines(row, states[index + 1])]
     inserted_again = record is not None and rows and record.version in created
@@ -233,13 +246,13 @@ def _activity_line(entry: Activity) -> str:
     change_info = entry.change_info
     why = (entry.extra or {}).get("rationale") if isinstance(entry.extra, dict) else None
     line = (
-        f"{_utc(entry.changed)}  {entry.operation:<6}  {entry.describe()}  "
+        f"{_utc(entry.changed)}  {entry.operation:<6}  {_safe(entry.describe())}  "
         f"version {entry.version}  by {_who(change_info)}  transaction {entry.transaction_id}"
     )
     if entry.columns:
-        line += f"  changed: {', '.join(entry.columns)}"
+        line += f"  changed: {', '.join(_safe(c) for c in entry.columns)}"
     if why is not None:
-        line += f"  rationale: {why}"
+        line += f"  rationale: {_safe(why)}"
     return line
 
 
@@ -294,7 +307,9 @@ def history_command(model: str, pk: str) -> None:
         record = session.get(cls, identity)
         rows = _history_rows(session, cls, identity)
         if record is None and not rows:
-            raise click.ClickException(f"No {described} in the database, nor any history of it.")
+            raise click.ClickException(
+                f"No {_safe(described)} in the database, nor any history of it."
+            )
         created = _creation_events(session, cls, identity)
         for line in _history_report(described, record, rows, created):
             click.echo(line)
@@ -334,7 +349,8 @@ def _lease_lines(db: Any, connection: sa.Connection, bind_key: str | None) -> li
         cls = models.get(name)
         what = keys.describe(cls, tuple(json.loads(record_key))) if cls else f"{name} {record_key}"
         lines.append(
-            f"  {what}  owner {owner}  until {_utc(expires_at)}  (since {_utc(acquired_at)})"
+            f"  {_safe(what)}  owner {_safe(owner)}  until {_utc(expires_at)}  "
+            f"(since {_utc(acquired_at)})"
         )
     return lines
 
@@ -364,8 +380,8 @@ def _advisory_lines(connection: sa.Connection) -> list[str]:
         state = "held" if row.granted else "waiting"
         lines.append(
             f"  key {_advisory_key(row.classid, row.objid, row.objsubid)}  {mode}, {state}  "
-            f"pid {row.pid}  user {row.usename or '-'}  "
-            f"application {row.application_name or '-'}  since {_utc(row.since)}"
+            f"pid {row.pid}  user {_safe(row.usename or '-')}  "
+            f"application {_safe(row.application_name or '-')}  since {_utc(row.since)}"
         )
     return lines
 
@@ -403,7 +419,7 @@ def break_command(model: str, pk: str) -> None:
     db = _db()
     cls = _model(db, model)
     identity = _identity(cls, pk)
-    described = keys.describe(cls, identity)
+    described = _safe(keys.describe(cls, identity))
     table = leases.leases_table(sa.inspect(cls).local_table.metadata)
     with db.session.session_factory() as session:
         broken = session.execute(
@@ -423,14 +439,34 @@ def break_command(model: str, pk: str) -> None:
         click.echo(f"No lease on {described}.")
     elif broken.active:
         click.echo(
-            f"Broke {broken.owner}'s lease on {described} "
+            f"Broke {_safe(broken.owner)}'s lease on {described} "
             f"(it ran until {_utc(broken.expires_at)})."
         )
     else:
         click.echo(
-            f"Removed {broken.owner}'s expired lease on {described} "
+            f"Removed {_safe(broken.owner)}'s expired lease on {described} "
             f"(it expired at {_utc(broken.expires_at)})."
         )
+
+
+@leases_group.command("purge")
+def purge_command() -> None:
+    """Delete every expired edit lease (they hold nothing; this keeps the table small).
+
+    Acquiring a lease also deletes a few expired ones on the way; run this
+    from cron, or once after many abandoned edits.
+    """
+    db = _db()
+    total = 0
+    for bind_key, engine in db.engines.items():
+        metadata = db.metadatas.get(bind_key)
+        table = leases.find_leases_table(metadata) if metadata is not None else None
+        if table is None:
+            continue
+        with engine.begin() as connection:
+            if sa.inspect(connection).has_table(table.name, schema=table.schema):
+                total += leases.purge_expired(connection, table)
+    click.echo(f"Deleted {total} expired lease(s).")
 
 
 # --- prune ------------------------------------------------------------------------

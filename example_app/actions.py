@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response
 import chrononaut
 from chrononaut import ChrononautException, ConflictError, RecordLockedError, VersionNotFoundError
 
+from .forms import parse_number
 from .models import Document, db
 from .views import bp, get_document
 
@@ -30,10 +31,10 @@ DELETED_SHOWN = 50
 
 
 def _form_number(name: str) -> int:
-    raw = request.form.get(name, "")
-    if not raw.isdigit():
+    number = parse_number(request.form.get(name))  # [0-9]+: "²" passes isdigit()
+    if number is None:
         raise BadRequest(f"The form lost its {name}: reload the page.")
-    return int(raw)
+    return number
 
 
 @bp.route("/documents/<int:doc_id>/revert", methods=["POST"])

@@ -1,11 +1,19 @@
-"""CSRF protection: a per-session token in a hidden field, checked on every POST."""
+"""CSRF protection: a per-session token in a hidden field, checked on every POST.
+
+Logging in and out clears the session, so the token changes with each login.
+A document form whose session is gone (logged out in another tab, or the
+session cookie lost) is answered with the login page showing what it held,
+so the typed text is not lost; nothing is saved.
+"""
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from typing import Any
 
 from flask import Flask, abort, request, session
+from flask_login import current_user
 
 SESSION_KEY = "csrf_token"
 FIELD = "csrf_token"
@@ -19,14 +27,21 @@ def csrf_token() -> str:
     return token
 
 
-def check_csrf() -> None:
+def check_csrf() -> Any:
     """Abort with 400 unless a POST carries this session's token."""
     if request.method != "POST":
-        return
+        return None
     expected = session.get(SESSION_KEY)
     sent = request.form.get(FIELD, "")
-    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        abort(400, description="The form's CSRF token is missing or wrong: reload the page.")
+    if expected and hmac.compare_digest(sent.encode(), expected.encode()):
+        return None
+    if not current_user.is_authenticated:
+        from .auth import carried, kept_form_login
+
+        kept = carried(request.form)
+        if kept:
+            return kept_form_login(kept), 401
+    abort(400, description="The form's CSRF token is missing or wrong: reload the page.")
 
 
 def init_csrf(app: Flask) -> None:

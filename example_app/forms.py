@@ -1,7 +1,15 @@
-"""Reading and validating the document form (no form library needed)."""
+"""Reading and validating the document form (no form library needed).
+
+Every value is checked before anything is written: numbers are ASCII digits
+(``[0-9]+``, so ``²`` is refused), one-line fields hold no control
+characters, and no field holds a NUL (PostgreSQL text cannot). A bad value is
+a 400 with the form shown again and the field marked.
+"""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +27,25 @@ FIELD_LABELS = {
 }
 BODY_MAX = 20_000
 RATIONALE_MAX = 200
+#: The fields a document form posts, kept when its session is lost (see auth.py).
+CARRIED_FIELDS = (*FIELDS, "version", "rationale")
+_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def parse_number(raw: str | None) -> int | None:
+    """``raw`` as an int if it is 1 to 18 ASCII digits, else None (``"²"``, ``"-1"``, ``""``)."""
+    if raw is None or not _NUMBER.fullmatch(raw):
+        return None
+    return int(raw)
+
+
+def has_control_characters(text: str, allow: str = "\n\r\t") -> bool:
+    """Whether ``text`` holds a control character (or a lone surrogate) not in ``allow``."""
+    return any(
+        unicodedata.category(ch) in ("Cc", "Cs") and ch not in allow
+        for ch in text
+        if not ch.isprintable()
+    )
 
 
 @dataclass
@@ -49,17 +76,22 @@ class DocumentForm:
             errors["title"] = (
                 f"Keep the title to {TITLE_MAX} characters (it has {len(values['title'])})."
             )
+        elif has_control_characters(values["title"], allow=""):
+            errors["title"] = "The title cannot hold line breaks or control characters."
         if values["status"] not in STATUS_LABELS:
             errors["status"] = f"Choose one of: {', '.join(STATUS_LABELS.values())}."
-        if len(values["body"]) > BODY_MAX:
-            errors["body"] = f"Keep the body to {BODY_MAX} characters."
+        for name in ("body", "reviewer_notes"):
+            if len(values[name]) > BODY_MAX:
+                errors[name] = f"Keep the {FIELD_LABELS[name].lower()} to {BODY_MAX} characters."
+            elif has_control_characters(values[name]):
+                errors[name] = "Remove the control characters (such as NUL) from this text."
         if len(parsed.rationale) > RATIONALE_MAX:
             errors["rationale"] = f"Keep the reason to {RATIONALE_MAX} characters."
+        elif has_control_characters(parsed.rationale, allow=""):
+            errors["rationale"] = "The reason cannot hold line breaks or control characters."
         if with_version:
-            raw = form.get("version", "")
-            if raw.isdigit():
-                parsed.version = int(raw)
-            else:
+            parsed.version = parse_number(form.get("version"))
+            if parsed.version is None:
                 errors["version"] = "The form lost the version it was based on: reload the page."
         return parsed
 

@@ -81,3 +81,35 @@ class Document(db.Model, Versioned, RecordChanges):
         """Who wrote the current version (the creator for version 0)."""
         info = self.change_info or {}
         return info.get("user_id") or self.created_by
+
+
+class LeaseBreak(db.Model):
+    """A take-over of someone's edit lease, recorded when it commits.
+
+    ``open`` while the taker still holds the lease and has not saved: their
+    next save with changes records the break in that version's change_info
+    (``version``); any other end of their lease (saving nothing, Cancel,
+    deleting, someone else taking it) closes it with ``version`` empty. The
+    row stays either way: it is the audit record of the take-over.
+    """
+
+    __tablename__ = "lease_break"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(index=True)  # no foreign key: outlives the document
+    owner: Mapped[str] = mapped_column(sa.String(40))
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    taken_by: Mapped[str] = mapped_column(sa.String(40))
+    taken_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now()
+    )
+    open: Mapped[bool] = mapped_column(default=True)
+    version: Mapped[int | None] = mapped_column()
+
+    def as_change_info(self) -> dict[str, str]:
+        """What the version's change_info records: whose lease, until when, broken by whom."""
+        return {
+            "owner": self.owner,
+            "expires_at": self.expires_at.isoformat(),
+            "by": self.taken_by,
+        }

@@ -44,6 +44,9 @@ MAX_OWNER_LENGTH = 255
 #: Key in ``Session.info``: states whose lease break awaits the transaction's outcome.
 BREAKS_KEY = "chrononaut_lease_breaks"
 
+#: How many expired leases of other records each acquire removes on the way.
+PURGE_ON_ACQUIRE = 20
+
 
 @dataclass(frozen=True)
 class Lease:
@@ -213,10 +216,24 @@ def _held_by_other(obj: Any, described: str, lease: Lease) -> RecordLockedError:
 
 @functools.lru_cache(maxsize=16)
 def _acquire_statement(leases: str) -> Any:
-    """Take or renew a lease in ``leases`` (a qualified table name), reporting a break."""
+    """Take or renew a lease in ``leases`` (a qualified table name), reporting a break.
+
+    On the way it deletes up to :data:`PURGE_ON_ACQUIRE` expired leases of
+    other records (skipping rows another transaction holds), so a table of
+    abandoned leases shrinks as leases are taken; ``flask chrononaut leases
+    purge`` (:func:`purge_expired`) removes them all at once.
+    """
     return sa.text(
         f"""
-        WITH previous AS (
+        WITH purged AS (
+            DELETE FROM {leases} WHERE ctid IN (
+                SELECT ctid FROM {leases}
+                WHERE expires_at <= statement_timestamp()
+                  AND NOT (table_name = :name AND record_key = :key)
+                LIMIT {PURGE_ON_ACQUIRE} FOR UPDATE SKIP LOCKED
+            )
+        ),
+        previous AS (
             SELECT owner, expires_at FROM {leases}
             WHERE table_name = :name AND record_key = :key
               AND expires_at > statement_timestamp()
@@ -303,6 +320,23 @@ def release_lease(obj: Any, owner: Any = None, force: bool = False) -> None:
         held = current_lease(obj)
         if held is not None:
             raise _held_by_other(obj, described, held)
+
+
+def purge_expired(connection: sa.Connection, table: sa.Table) -> int:
+    """Delete every expired lease in ``table``; return how many were deleted.
+
+    Expired leases hold nothing (every read and write ignores them); this
+    only keeps the table small. Runs in ``connection``'s transaction::
+
+        with engine.begin() as connection:
+            purge_expired(connection, leases_table(Base.metadata))
+    """
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"table must be a sqlalchemy Table, got {table!r}.")
+    result = connection.execute(
+        table.delete().where(table.c.expires_at <= sa.func.statement_timestamp())
+    )
+    return result.rowcount
 
 
 def forget_breaks(session: Session, previous_transaction: Any = None) -> None:

@@ -28,7 +28,7 @@ class Browser:
     def token(self) -> str:
         """The session's CSRF token, read from a rendered form as a browser would."""
         if self._token is None:
-            for page in ("/login", "/documents/new"):
+            for page in ("/documents/new", "/login"):
                 found = TOKEN.search(self.client.get(page).get_data(as_text=True))
                 if found:
                     self._token = found.group(1)
@@ -43,9 +43,15 @@ class Browser:
         data = {"csrf_token": self.token(), **(data or {})}
         return self.client.post(url, data=data, **kwargs)
 
+    def edit(self, doc_id: int) -> TestResponse:
+        """Press the view page's Edit button (a POST taking the lease), land on the edit page."""
+        self.post(f"/documents/{doc_id}/lease")
+        return self.get(f"/documents/{doc_id}/edit")
+
     def login(self, username: str) -> Browser:
         response = self.post("/login", {"username": username, "password": DEMO_USERS[username]})
         assert response.status_code == 302, response.get_data(as_text=True)
+        self._token = None  # logging in starts a new session with a new CSRF token
         return self
 
 

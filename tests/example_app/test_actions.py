@@ -48,7 +48,7 @@ def test_a_stale_revert_is_a_409_and_writes_nothing(visitor, app):
 
 def test_reverting_a_document_someone_else_is_editing_is_423(visitor, app):
     doc_id = two_edits(app)
-    visitor("bob").get(f"/documents/{doc_id}/edit")  # bob's lease
+    visitor("bob").edit(doc_id)  # bob's lease (the Edit button)
     response = visitor("alice").post(
         f"/documents/{doc_id}/revert", {"target": "0", "version": "2"}
     )
@@ -60,7 +60,7 @@ def test_reverting_a_document_someone_else_is_editing_is_423(visitor, app):
 def test_reverting_under_ones_own_lease_releases_it(visitor, app):
     doc_id = two_edits(app)
     alice = visitor("alice")
-    alice.get(f"/documents/{doc_id}/edit")
+    alice.edit(doc_id)
     response = alice.post(f"/documents/{doc_id}/revert", {"target": "1", "version": "2"})
     assert response.status_code == 302
     assert (row(app, doc_id)["title"], leases(app)) == ("Plan B", [])

@@ -17,11 +17,13 @@ PROTECTED = [
     ("GET", "/documents/{id}"),
     ("GET", "/documents/{id}/edit"),
     ("POST", "/documents/{id}/edit"),
+    ("POST", "/documents/{id}/lease"),
     ("POST", "/documents/{id}/take-over"),
     ("POST", "/documents/{id}/cancel"),
     ("GET", "/documents/{id}/delete"),
     ("POST", "/documents/{id}/delete"),
     ("GET", "/documents/{id}/history"),
+    ("GET", "/documents/{id}/versions/0/body"),
     ("POST", "/logout"),
 ]
 

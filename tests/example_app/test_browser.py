@@ -94,7 +94,9 @@ def test_two_users_edit_one_document_lease_conflict_and_history(
     alice = log_in(chromium, base_url, "alice")
     bob = log_in(chromium, base_url, "bob")
 
-    alice.goto(edit_url)  # alice takes the edit lease
+    alice.goto(f"{base_url}/documents/{document_id}")
+    alice.get_by_role("button", name="Edit", exact=True).click()  # a POST: takes the lease
+    alice.wait_for_url(edit_url)
     bob.goto(edit_url)
     notice = bob.get_by_test_id("leased-notice")
     assert "being edited by alice until" in notice.inner_text()
@@ -143,6 +145,7 @@ def sideways_scroll(page: Any) -> int:
 
 def test_pages_fit_a_phone_screen(chromium, app, base_url, document_id, tmp_path):
     phone = {"viewport": {"width": 375, "height": 740}, "device_scale_factor": 2}
+    edit_document(app, document_id, "alice", body="word " + "Unbroken" * 30)
     page = log_in(chromium, base_url, "alice", **phone)
     document = f"/documents/{document_id}"
     for path in ("/documents", document, f"{document}/edit", "/documents/deleted"):
@@ -155,7 +158,7 @@ def test_pages_fit_a_phone_screen(chromium, app, base_url, document_id, tmp_path
     link = "https://example.org/notes/" + "0123456789abcdef" * 6
     edit_document(app, document_id, "alice", "Link the notes", body=f"Draft body, see {link}")
     page.goto(f"{base_url}{document}/history")
-    assert link in page.get_by_test_id("version-1").inner_text()
+    assert link in page.get_by_test_id("version-2").inner_text()
     overflow = sideways_scroll(page)
     assert overflow <= 0, f"the history page scrolls sideways by {overflow}px at 375px wide"
     page.screenshot(path=str(tmp_path / "phone-history.png"))

@@ -16,7 +16,7 @@ def test_the_list_shows_version_last_editor_and_lease_state(visitor, app):
     notes = make_document(app, by="bob", title="Notes")
     edit_document(app, plan, "bob", body="Second draft.")
     alice = visitor("alice")
-    alice.get(f"/documents/{notes}/edit")  # alice takes the lease on Notes
+    alice.edit(notes)  # alice takes the lease on Notes
     expires = lease_expiry(app)
     page = text(visitor("bob").get("/documents"))
     assert "Plan In review" not in page  # status labels, not values, are shown
@@ -29,7 +29,7 @@ def test_the_list_shows_version_last_editor_and_lease_state(visitor, app):
 def test_the_list_marks_the_users_own_lease(visitor, app):
     doc_id = make_document(app)
     alice = visitor("alice")
-    alice.get(f"/documents/{doc_id}/edit")
+    alice.edit(doc_id)
     assert "being edited by alice (you) until" in text(alice.get("/documents"))
 
 
@@ -90,7 +90,7 @@ def test_viewing_counts_views_without_writing_versions(visitor, app):
 
 def test_viewing_a_document_someone_else_is_editing_counts_and_shows_the_lease(visitor, app):
     doc_id = make_document(app)
-    visitor("alice").get(f"/documents/{doc_id}/edit")
+    visitor("alice").edit(doc_id)
     response = visitor("bob").get(f"/documents/{doc_id}")
     assert response.status_code == 200
     assert "being edited by alice until" in text(response)
@@ -154,10 +154,10 @@ def test_deleting_a_changed_document_is_a_409_conflict(visitor, app):
 
 def test_deleting_a_document_someone_else_is_editing_is_423(visitor, app):
     doc_id = make_document(app)
-    visitor("alice").get(f"/documents/{doc_id}/edit")
+    visitor("alice").edit(doc_id)
     response = visitor("bob").post(f"/documents/{doc_id}/delete", {"version": "0"})
     assert response.status_code == 423
-    assert "being edited by alice until" in text(response)
+    assert "is being edited by alice; their edit lease ends at" in text(response)
     assert row(app, doc_id) is not None
     assert leases(app) == ["alice"]
 

@@ -18,7 +18,7 @@ def form(version: int, **changes: str) -> dict[str, str]:
 
 def test_opening_the_edit_page_takes_a_committed_lease(visitor, app):
     doc_id = make_document(app)
-    response = visitor("alice").get(f"/documents/{doc_id}/edit")
+    response = visitor("alice").edit(doc_id)
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert 'name="version" value="0"' in page and "disabled" not in page
@@ -29,16 +29,16 @@ def test_opening_the_edit_page_takes_a_committed_lease(visitor, app):
 def test_opening_it_again_renews_the_same_lease(visitor, app):
     doc_id = make_document(app)
     alice = visitor("alice")
-    alice.get(f"/documents/{doc_id}/edit")
+    alice.edit(doc_id)
     first = lease_expiry(app)
-    alice.get(f"/documents/{doc_id}/edit")
+    alice.edit(doc_id)
     assert leases(app) == ["alice"] and lease_expiry(app) > first
 
 
 def test_another_user_sees_a_read_only_form_with_a_take_over_button(visitor, app):
     doc_id = make_document(app)
-    visitor("alice").get(f"/documents/{doc_id}/edit")
-    response = visitor("bob").get(f"/documents/{doc_id}/edit")
+    visitor("alice").edit(doc_id)
+    response = visitor("bob").edit(doc_id)
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert f"being edited by alice until {lease_expiry(app):%H:%M} UTC" in text(response)
@@ -52,7 +52,7 @@ def test_another_user_sees_a_read_only_form_with_a_take_over_button(visitor, app
 def test_saving_writes_a_version_with_the_rationale_and_releases_the_lease(visitor, app):
     doc_id = make_document(app)
     alice = visitor("alice")
-    alice.get(f"/documents/{doc_id}/edit")
+    alice.edit(doc_id)
     response = alice.post(
         f"/documents/{doc_id}/edit",
         form(0, title="Plan A", reviewer_notes="Check numbers", rationale="Clearer title"),
@@ -76,7 +76,7 @@ def test_saving_writes_a_version_with_the_rationale_and_releases_the_lease(visit
 def test_saving_without_changes_writes_nothing_and_releases_the_lease(visitor, app):
     doc_id = make_document(app)
     alice = visitor("alice")
-    alice.get(f"/documents/{doc_id}/edit")
+    alice.edit(doc_id)
     response = alice.post(f"/documents/{doc_id}/edit", form(0))
     assert response.status_code == 302
     assert "Nothing changed" in text(alice.get(response.location))
@@ -99,7 +99,7 @@ def test_an_invalid_edit_is_redisplayed_with_400_and_nothing_written(
 ):
     doc_id = make_document(app)
     alice = visitor("alice")
-    alice.get(f"/documents/{doc_id}/edit")
+    alice.edit(doc_id)
     response = alice.post(f"/documents/{doc_id}/edit", {**form(0, body="Edited body"), **change})
     assert response.status_code == 400
     assert message in text(response) and "nothing was saved" in text(response)
@@ -143,14 +143,14 @@ def test_a_stale_edit_of_other_fields_is_merged_and_saved(visitor, app):
 def test_a_stale_edit_of_a_field_someone_changed_is_a_409_showing_their_change(visitor, app):
     doc_id = make_document(app)
     bob = visitor("bob")
-    bob.get(f"/documents/{doc_id}/edit")  # bob starts editing version 0
+    bob.edit(doc_id)  # bob starts editing version 0
     alice = visitor("alice")
     alice.post(f"/documents/{doc_id}/take-over", {"version": "0"})
     alice.post(f"/documents/{doc_id}/edit", form(0, title="Alice's title"))
     response = bob.post(f"/documents/{doc_id}/edit", form(0, title="Bob's title", body="B"))
     assert response.status_code == 409
     page = text(response)
-    assert "Your page showed version 0; the document is now at version 1." in page
+    assert "Your page showed version 0 of “Alice's title”; it is now at version 1." in page
     assert "version 1 by alice" in page and "changed Title" in page
     assert "Your edits to those fields Copy what you want to keep" in page
     assert "Bob's title" in page
@@ -210,11 +210,15 @@ def test_a_stale_edit_of_the_hidden_column_nobody_changed_is_merged(visitor, app
 
 def test_saving_a_document_someone_else_is_editing_is_423(visitor, app):
     doc_id = make_document(app)
-    visitor("alice").get(f"/documents/{doc_id}/edit")
+    visitor("alice").edit(doc_id)
     response = visitor("bob").post(f"/documents/{doc_id}/edit", form(0, title="Bob's title"))
     assert response.status_code == 423
     page = text(response)
-    assert f"is being edited by alice until {lease_expiry(app):%H:%M} UTC" in page
+    assert (
+        f"“Plan” is being edited by alice; their edit lease ends at {lease_expiry(app):%H:%M} UTC"
+        in page
+    )
+    assert "save again: your form is merged with their changes" in page
     assert "Nothing of yours was saved." in page and "Bob's title" in page
     assert (row(app, doc_id)["title"], row(app, doc_id)["version"]) == ("Plan", 0)
     assert history(app, doc_id) == [] and leases(app) == ["alice"]
@@ -223,8 +227,8 @@ def test_saving_a_document_someone_else_is_editing_is_423(visitor, app):
 def test_take_over_moves_the_lease_and_the_break_is_recorded_in_history(visitor, app):
     doc_id = make_document(app)
     alice, bob = visitor("alice"), visitor("bob")
-    alice.get(f"/documents/{doc_id}/edit")
-    bob.get(f"/documents/{doc_id}/edit")
+    alice.edit(doc_id)
+    bob.edit(doc_id)
     expires = lease_expiry(app)
     response = bob.post(f"/documents/{doc_id}/take-over", {"version": "0"})
     assert (response.status_code, response.location) == (302, f"/documents/{doc_id}/edit")
@@ -259,10 +263,10 @@ def test_take_over_moves_the_lease_and_the_break_is_recorded_in_history(visitor,
 def test_take_over_of_a_changed_document_shows_the_conflict_and_keeps_the_lease(visitor, app):
     doc_id = make_document(app)
     alice, bob = visitor("alice"), visitor("bob")
-    alice.get(f"/documents/{doc_id}/edit")
-    bob.get(f"/documents/{doc_id}/edit")  # read-only, rendered from version 0
+    alice.edit(doc_id)
+    bob.edit(doc_id)  # read-only, rendered from version 0
     alice.post(f"/documents/{doc_id}/edit", form(0, title="Alice's title", rationale="Why"))
-    alice.get(f"/documents/{doc_id}/edit")  # alice edits again
+    alice.edit(doc_id)  # alice edits again
     response = bob.post(f"/documents/{doc_id}/take-over", {"version": "0"})
     assert response.status_code == 409
     page = text(response)
@@ -270,14 +274,14 @@ def test_take_over_of_a_changed_document_shows_the_conflict_and_keeps_the_lease(
     assert "Edit the current version (1)" in page
     assert f'href="/documents/{doc_id}/edit"' in response.get_data(as_text=True)
     assert leases(app) == ["bob"]
-    edit = bob.get(f"/documents/{doc_id}/edit")
+    edit = bob.edit(doc_id)
     assert 'name="version" value="1"' in edit.get_data(as_text=True)
     assert "disabled" not in edit.get_data(as_text=True)
 
 
 def test_take_over_without_a_version_is_400(visitor, app):
     doc_id = make_document(app)
-    visitor("alice").get(f"/documents/{doc_id}/edit")
+    visitor("alice").edit(doc_id)
     response = visitor("bob").post(f"/documents/{doc_id}/take-over", {"version": "x"})
     assert response.status_code == 400
     assert leases(app) == ["alice"]
@@ -286,7 +290,7 @@ def test_take_over_without_a_version_is_400(visitor, app):
 def test_cancel_releases_the_lease(visitor, app):
     doc_id = make_document(app)
     alice = visitor("alice")
-    alice.get(f"/documents/{doc_id}/edit")
+    alice.edit(doc_id)
     response = alice.post(f"/documents/{doc_id}/cancel")
     assert (response.status_code, response.location) == (302, f"/documents/{doc_id}")
     assert leases(app) == []
@@ -294,6 +298,6 @@ def test_cancel_releases_the_lease(visitor, app):
 
 def test_cancel_leaves_someone_elses_lease_alone(visitor, app):
     doc_id = make_document(app)
-    visitor("alice").get(f"/documents/{doc_id}/edit")
+    visitor("alice").edit(doc_id)
     assert visitor("bob").post(f"/documents/{doc_id}/cancel").status_code == 302
     assert leases(app) == ["alice"]

@@ -34,9 +34,9 @@ def test_history_shows_both_users_their_rationales_and_the_diffs(visitor, app):
     ) in page
     assert (
         f"Version 1 by bob on {changed[0]:%Y-%m-%d %H:%M:%S} UTC “Longer beta” "
-        "Body One. → Two. Status draft → review"
+        "Body One. → Two. Status Draft → In review"
     ) in page
-    assert "Version 0 created by alice" in page and "Title Plan Body One. Status draft" in page
+    assert "Version 0 created by alice" in page and "Title Plan Body One. Status Draft" in page
     assert page.index("Version 2") < page.index("Version 1") < page.index("Version 0")
     assert "Secret" not in page  # hidden values never appear in the history
 
@@ -52,4 +52,4 @@ def test_changes_made_outside_requests_show_their_actor(visitor, app):
     edit_document(app, doc_id, "nightly-job", reason="Archive old plans", status="archived")
     page = text(visitor("alice").get(f"/documents/{doc_id}/history"))
     assert "Version 1 by nightly-job" in page and "“Archive old plans”" in page
-    assert "Status draft → archived" in page
+    assert "Status Draft → Archived" in page

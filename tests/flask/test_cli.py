@@ -73,7 +73,7 @@ def edit(db, record, user: str, why: str | None, **values: Any) -> None:
 def test_init_app_registers_the_command_group(app, db):
     group = app.cli.commands["chrononaut"]
     assert set(group.commands) == {"history", "locks", "leases", "activity", "prune"}
-    assert set(group.commands["leases"].commands) == {"break"}
+    assert set(group.commands["leases"].commands) == {"break", "purge"}
 
 
 # --- history ---------------------------------------------------------------------------
@@ -353,3 +353,60 @@ def test_activity_refuses_bad_options(app, db, models, args, message):
     result = run(app, "activity", *args)
     assert result.exit_code != 0
     assert message in result.output
+
+
+# --- leases purge ----------------------------------------------------------------------
+
+
+def test_leases_purge_deletes_every_expired_lease_and_keeps_the_live_ones(app, db, models):
+    Document, _ = models
+    db.session.add_all([Document(id=n, title=f"Doc {n}") for n in range(10, 510)])
+    db.session.commit()
+    with acting_as("alice"):
+        db.session.get(Document, 1).acquire_lease()
+        db.session.commit()
+    db.session.execute(
+        sa.text(
+            "INSERT INTO chrononaut_leases "
+            "SELECT 'flask_document', '[' || n || ']', 'bob', now() - interval '2 hours', "
+            "now() - interval '1 hour' FROM generate_series(10, 509) AS n"
+        )
+    )
+    db.session.commit()
+    result = run(app, "leases", "purge")
+    assert result.exit_code == 0, result.output
+    assert result.output == "Deleted 500 expired lease(s).\n"
+    owners = db.session.execute(sa.text("SELECT owner FROM chrononaut_leases")).scalars().all()
+    assert owners == ["alice"]
+    assert run(app, "leases", "purge").output == "Deleted 0 expired lease(s).\n"
+
+
+def test_leases_purge_without_a_leases_table_deletes_nothing(app, db):
+    db.create_all()
+    result = run(app, "leases", "purge")
+    assert result.exit_code == 0, result.output
+    assert result.output == "Deleted 0 expired lease(s).\n"
+
+
+# --- control characters ----------------------------------------------------------------
+
+
+def test_printed_values_escape_control_characters(app, db, models):
+    Document, _ = models
+    document = db.session.get(Document, 1)
+    evil = "mallory\x1b[2J\nversion 9  forged"
+    extra = extra_change_info(**{"ticket\x1b[31m": "x"})
+    with acting_as(evil), extra, rationale("why\rnot\u202e"):
+        document.title = "Changed"
+        db.session.commit()
+    with acting_as(evil):
+        document.acquire_lease()
+        db.session.commit()
+    shown = run(app, "history", "Document", "1").output + run(app, "locks").output
+    shown += run(app, "leases", "break", "Document", "1").output
+    assert "\x1b" not in shown and "\r" not in shown and "\u202e" not in shown
+    assert "by mallory\\x1b[2J\\nversion 9  forged  rationale: why\\rnot\\u202e" in shown
+    assert "extra: ticket\\x1b[31m='x'" in shown
+    assert "owner mallory\\x1b[2J\\nversion 9  forged  until" in shown
+    assert "Broke mallory\\x1b[2J\\nversion 9  forged's lease" in shown
+    assert not any(line.startswith("version 9") for line in shown.splitlines())

@@ -347,3 +347,47 @@ def test_processes_racing_for_one_lease_exactly_one_wins(item, engine, clean_dat
     assert sorted(o[1] for o in outcomes if o[0] == "locked") == sorted(set(owners) - {winner})
     assert all(o[2] == winner and winner in o[4] for o in outcomes if o[0] == "locked")
     assert lease_rows(engine) == [("lease_item", "[1]", winner)]
+
+
+def test_acquiring_a_lease_deletes_some_expired_leases_of_other_records(item, session, engine):
+    from chrononaut.locking.leases import PURGE_ON_ACQUIRE
+
+    session.execute(
+        sa.text(
+            f"INSERT INTO {LEASES} SELECT 'lease_item', '[' || n || ']', 'bob', "
+            "now() - interval '2 hours', now() - interval '1 hour' "
+            "FROM generate_series(100, 149) AS n"
+        )
+    )
+    session.commit()
+    with acting_as("alice"):
+        item.acquire_lease()
+        session.commit()
+    rows = lease_rows(engine)
+    assert ("lease_item", "[1]", "alice") in rows
+    assert len(rows) == 1 + 50 - PURGE_ON_ACQUIRE
+    for _ in range(3):
+        with acting_as("alice"):
+            item.acquire_lease()
+            session.commit()
+    assert lease_rows(engine) == [("lease_item", "[1]", "alice")]
+
+
+def test_purge_expired_deletes_only_expired_leases(item, session, engine):
+    from chrononaut.locking.leases import leases_table, purge_expired
+
+    with acting_as("alice"):
+        item.acquire_lease()
+        session.commit()
+    session.execute(
+        sa.text(
+            f"INSERT INTO {LEASES} VALUES ('lease_item', '[7]', 'bob', "
+            "now() - interval '2 hours', now() - interval '1 hour')"
+        )
+    )
+    session.commit()
+    with engine.begin() as connection:
+        assert purge_expired(connection, leases_table(procs.Base.metadata)) == 1
+    assert lease_rows(engine) == [("lease_item", "[1]", "alice")]
+    with pytest.raises(TypeError, match="sqlalchemy Table"), engine.begin() as connection:
+        purge_expired(connection, "chrononaut_leases")
