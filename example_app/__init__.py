@@ -23,6 +23,7 @@ import click
 from flask import Flask, render_template
 from flask.cli import with_appcontext
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Response
 
 import chrononaut
@@ -118,6 +119,15 @@ def _database_url() -> str | None:
     return os.environ.get("DATABASE_URL") or running_embedded_url(data_folder())
 
 
+class _RowId(IntegerConverter):
+    """``<int:...>`` within PostgreSQL's ``integer`` range, so a larger id is a 404 on
+    every driver (psycopg 3 sends it typed, and the server refuses it as out of range)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` overrides the defaults and the environment.
 
@@ -131,6 +141,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ``EXAMPLE_APP_LEASE_TTL`` seconds, else 15 minutes.
     """
     app = Flask(__name__)
+    app.url_map.converters["int"] = _RowId
     app.config.update(
         SECRET_KEY=os.environ.get("SECRET_KEY"),
         SESSION_COOKIE_SAMESITE="Lax",
