@@ -164,11 +164,11 @@ MUTATIONS = [
         "description": "deleting a record writes no history row of its last state",
         "file": "chrononaut/versioning/recorder.py",
         "original": (
-            '        values[CHANGE_INFO] = self.builder.build(obj, state, deleted=True)\n'
+            "        values[CHANGE_INFO] = self.builder.build(obj, state, deleted=True)\n"
             "        self.rows.add(info, state.mapper, values)\n"
         ),
         "replacement": (
-            '        values[CHANGE_INFO] = self.builder.build(obj, state, deleted=True)\n'
+            "        values[CHANGE_INFO] = self.builder.build(obj, state, deleted=True)\n"
         ),
         "tests": [
             "tests/versioning/test_recording_edge_cases.py",
@@ -182,11 +182,11 @@ MUTATIONS = [
         "original": (
             "        self.require_extra(obj, state)\n"
             "        values = _prior_values(obj, state, info)\n"
-            '        values[VERSION] = _committed_version(obj, state)\n'
+            "        values[VERSION] = _committed_version(obj, state)\n"
         ),
         "replacement": (
             "        values = _prior_values(obj, state, info)\n"
-            '        values[VERSION] = _committed_version(obj, state)\n'
+            "        values[VERSION] = _committed_version(obj, state)\n"
         ),
         "tests": [
             "tests/versioning/test_change_info_context.py",
@@ -254,8 +254,8 @@ MUTATIONS = [
         "id": "bulk-version-not-bumped",
         "description": "a bulk UPDATE writes history but leaves version as it was",
         "file": "chrononaut/versioning/bulk.py",
-        "original": '{VERSION: cls.version + 1}',
-        "replacement": '{VERSION: cls.version}',
+        "original": "{VERSION: cls.version + 1}",
+        "replacement": "{VERSION: cls.version}",
         "tests": ["tests/versioning/test_bulk.py"],
     },
     {
@@ -613,7 +613,7 @@ MUTATIONS = [
         "id": "guard-skips-deletes",
         "description": "a flushed DELETE is not checked by the guard (nor by the version counter)",
         "file": "chrononaut/versioning/recorder.py",
-        "original": '        self.plan.write(obj, state, values[VERSION])\n',
+        "original": "        self.plan.write(obj, state, values[VERSION])\n",
         "replacement": "",
         "tests": [
             "tests/locking/test_guard.py",
