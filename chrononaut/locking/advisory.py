@@ -87,10 +87,13 @@ class _Savepoint:
         self.connection.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
 
     def undo(self) -> None:
-        # Two statements: asyncpg prepares every statement, and a prepared statement
-        # holds one command.
-        self.connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self.name}")
-        self.connection.exec_driver_sql(f"RELEASE SAVEPOINT {self.name}")
+        rollback, release = f"ROLLBACK TO SAVEPOINT {self.name}", f"RELEASE SAVEPOINT {self.name}"
+        if self.connection.dialect.driver == "asyncpg":
+            # asyncpg prepares every statement, and a prepared statement holds one command
+            self.connection.exec_driver_sql(rollback)
+            self.connection.exec_driver_sql(release)
+        else:  # psycopg2 and psycopg send a parameterless pair in one round trip
+            self.connection.exec_driver_sql(f"{rollback}; {release}")
 
 
 def _translate(error: sa.exc.DBAPIError, described: str, timeout: float | None) -> Exception:

@@ -125,6 +125,10 @@ def test_plain_writers_are_never_refused_as_locked_by_each_other(
     commits = sum(p["commits"] for p in payloads.values())
     conflicts = sum(p["conflicts"] for p in payloads.values())
     abandoned = sum(p["abandoned"] for p in payloads.values())
+    print(  # the figures, with pytest -s
+        f"\n{N * increments} contended attempts: {commits} committed, {conflicts} conflicts, "
+        f"{abandoned} rolled back, {len(refusals)} refused as locked"
+    )
     assert commits + conflicts + abandoned == N * increments
     current, history = final_state(engine)
     assert current == (commits, commits)
