@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
 
-from .. import flush_writes
+from .. import _arrays, flush_writes
 from ..exceptions import RecordLockedError
 from ..settings import settings_for
 from . import advisory, keys, leases
@@ -62,8 +62,9 @@ _PROBE_LOCKS_SQL = (
     "THEN NOT pg_advisory_unlock_shared(k.lock_key) ELSE true END THEN 'lock' "
     "WHEN CASE WHEN pg_try_advisory_lock(k.holder_key) "
     "THEN NOT pg_advisory_unlock(k.holder_key) ELSE true END THEN 'shared?' END AS kind, "
-    "k.lock_key FROM unnest(CAST(:chrononaut_lock_keys AS bigint[]), "
-    "CAST(:chrononaut_holder_keys AS bigint[]), CAST(:chrononaut_table_keys AS bigint[])) "
+    f"k.lock_key FROM unnest({_arrays.bind('chrononaut_lock_keys', 'bigint')}, "
+    f"{_arrays.bind('chrononaut_holder_keys', 'bigint')}, "
+    f"{_arrays.bind('chrononaut_table_keys', 'bigint')}) "
     "AS k(lock_key, holder_key, table_key) OFFSET 0) AS p WHERE p.kind IS NOT NULL"
 )
 # For larger flushes one read of the lock table is cheaper than probing every record.
@@ -74,15 +75,18 @@ _PROBE_LOCKS_SQL = (
 _READ_LOCKS_SQL = (
     "SELECT 'lock' AS kind, x.key AS lock_key, NULL::text AS name, NULL::text AS record_key, "
     "NULL::text AS owner, NULL::timestamptz AS expires_at "
-    "FROM unnest(CASE WHEN (SELECT count(*) FROM unnest(CAST(:chrononaut_table_keys AS bigint[])) "
+    "FROM unnest(CASE WHEN (SELECT count(*) FROM "
+    f"unnest({_arrays.bind('chrononaut_table_keys', 'bigint')}) "
     "AS t(key) WHERE pg_advisory_xact_lock_shared(t.key)::text = '') >= 0 THEN ARRAY("
     "SELECT (l.classid::bigint << 32) | l.objid::bigint FROM pg_lock_status() AS l "
     "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted "
     "AND l.pid <> pg_backend_pid() "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND (((l.classid::bigint << 32) | l.objid::bigint) = ANY(:chrononaut_lock_keys) "
+    "AND (((l.classid::bigint << 32) | l.objid::bigint) "
+    f"= ANY({_arrays.bind('chrononaut_lock_keys', 'bigint')}) "
     "AND l.mode = 'ExclusiveLock' "
-    "OR ((l.classid::bigint << 32) | l.objid::bigint) = ANY(:chrononaut_holder_keys) "
+    "OR ((l.classid::bigint << 32) | l.objid::bigint) "
+    f"= ANY({_arrays.bind('chrononaut_holder_keys', 'bigint')}) "
     "AND l.mode = 'ShareLock')) END) AS x(key)"
 )
 #: Records of one flush above which the guard reads the lock table instead of probing.
@@ -92,13 +96,15 @@ _SHARED_HOLDERS_SQL = sa.text(
     "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.mode = 'ShareLock' "
     "AND l.pid <> pg_backend_pid() "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY(:keys)"
+    "AND ((l.classid::bigint << 32) | l.objid::bigint) "
+    f"= ANY({_arrays.bind('keys', 'bigint')})"
 )
 _LEASES_SQL = (
     "SELECT 'lease' AS kind, NULL::bigint AS lock_key, table_name AS name, record_key, owner, "
     "expires_at "
     "FROM {leases} "
-    "WHERE table_name = ANY(:chrononaut_names) AND record_key = ANY(:chrononaut_keys) "
+    f"WHERE table_name = ANY({_arrays.bind('chrononaut_names', 'text')}) "
+    f"AND record_key = ANY({_arrays.bind('chrononaut_keys', 'text')}) "
     "AND expires_at > statement_timestamp() AND owner IS DISTINCT FROM :chrononaut_actor"
 )
 _COLUMNS = (
@@ -193,7 +199,9 @@ class GuardRun:
             by_key = {t.key: t for t in self.targets}
             holders = {by_key[k].holder_key: k for k in maybe if k in by_key}
             connection = self.session.connection(bind_arguments={"mapper": self.targets[0].mapper})
-            found = connection.execute(_SHARED_HOLDERS_SQL, {"keys": list(holders)}).scalars()
+            found = connection.execute(
+                _SHARED_HOLDERS_SQL, {"keys": _arrays.literal(holders)}
+            ).scalars()
             confirmed = {holders[h] for h in found}
             rows = [("lock", k, None, None, None, None) for k in sorted(confirmed)] + rows
             unconfirmed = len(confirmed) < len(maybe)
@@ -224,8 +232,8 @@ def _queries(
     out = []
     for table, group in groups.items():
         params: dict[str, Any] = {
-            "chrononaut_names": sorted({t.table for t in group}),
-            "chrononaut_keys": sorted({t.record_key for t in group}),
+            "chrononaut_names": _arrays.literal(sorted({t.table for t in group})),
+            "chrononaut_keys": _arrays.literal(sorted({t.record_key for t in group})),
             "chrononaut_actor": actor,
         }
         held = advisory.held_keys(session)
@@ -234,13 +242,15 @@ def _queries(
         if not unique:  # all under this transaction's own lock(): only leases to check
             out.append((group[0].mapper, _query(leases_sql), params))
             continue
-        params["chrononaut_lock_keys"] = list(unique)
-        params["chrononaut_holder_keys"] = [t.holder_key for t in unique.values()]
+        params["chrononaut_lock_keys"] = _arrays.literal(unique)
+        params["chrononaut_holder_keys"] = _arrays.literal(t.holder_key for t in unique.values())
         if len(unique) > PROBE_LIMIT:
-            params["chrononaut_table_keys"] = sorted({t.table_key for t in unique.values()})
+            params["chrononaut_table_keys"] = _arrays.literal(
+                sorted({t.table_key for t in unique.values()})
+            )
             sql = f"{_READ_LOCKS_SQL} UNION ALL {leases_sql}"
         else:
-            params["chrononaut_table_keys"] = [t.table_key for t in unique.values()]
+            params["chrononaut_table_keys"] = _arrays.literal(t.table_key for t in unique.values())
             sql = f"{_PROBE_LOCKS_SQL} UNION ALL {leases_sql}"
         out.append((group[0].mapper, _query(sql), params))
     return out

@@ -12,8 +12,9 @@ polymorphic identity of the created class (``entity``).
 
 Writes are batched: the flush inserts all of its new records' events in one
 statement after the ORM's INSERTs (the values travel as arrays through
-``unnest``, so the statement is the same whatever the number of rows and is
-compiled once). Bulk ``insert(Model)`` statements through the session get a
+``unnest``, in their text form (:mod:`chrononaut._arrays`), so the statement
+is the same whatever the number of rows and is compiled once). Bulk
+``insert(Model)`` statements through the session get a
 ``RETURNING`` of the primary key and version, or ``return_defaults()`` where
 the caller's result must keep ``inserted_primary_key``, and write their events
 in one more statement. A record's pending change_info
@@ -31,12 +32,12 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine.result import null_result
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.orm.attributes import instance_state
 
-from .. import _compat, context
+from .. import _arrays, _compat, context
 from ..locking import keys
 from ..locking.leases import qualified_name
 from ..settings import activate, deactivate, settings_for
@@ -107,20 +108,18 @@ def _insert_sql(table: sa.Table, integer: bool, uniform: bool) -> Any:
     name = qualified_name(table)
     key = "'[' || k || ']'" if integer else "k"
     info = "CAST(:info AS jsonb)" if uniform else "CAST(i AS jsonb)"
-    arrays = [f"CAST(:k AS {'bigint' if integer else 'text'}[])", "CAST(:v AS integer[])"]
+    arrays = [_arrays.bind("k", "bigint" if integer else "text"), _arrays.bind("v", "integer")]
     columns = ["k", "v"]
     if not uniform:
-        arrays.append("CAST(:i AS text[])")
+        arrays.append(_arrays.bind("i", "text"))
         columns.append("i")
     binds: list[Any] = [
         sa.bindparam("at", type_=sa.DateTime(timezone=True)),
         sa.bindparam("t", type_=sa.Text),
         sa.bindparam("e", type_=sa.Text),
-        sa.bindparam("k", type_=ARRAY(sa.BigInteger if integer else sa.Text)),
-        sa.bindparam("v", type_=ARRAY(sa.Integer)),
-        sa.bindparam("info", type_=sa.Text)
-        if uniform
-        else sa.bindparam("i", type_=ARRAY(sa.Text)),
+        sa.bindparam("k", type_=_arrays.TEXT),
+        sa.bindparam("v", type_=_arrays.TEXT),
+        sa.bindparam("info", type_=sa.Text) if uniform else sa.bindparam("i", type_=_arrays.TEXT),
     ]
     return sa.text(
         f"INSERT INTO {name} (table_name, record_key, version, entity, changed, change_info) "
@@ -214,13 +213,13 @@ def write_group(session: Session, cls: type[Any], group: _Group, changed: Any) -
         "at": changed,
         "t": kind.table_name,
         "e": kind.entity,
-        "k": group.keys,
-        "v": group.versions,
+        "k": _arrays.literal(group.keys),
+        "v": _arrays.literal(group.versions),
     }
     if uniform:
         params["info"] = first
     else:
-        params["i"] = group.infos
+        params["i"] = _arrays.literal(group.infos)
     connection = session.connection(bind_arguments={"mapper": kind.mapper})
     connection.execute(_insert_sql(kind.table, integer, uniform), params)
 
