@@ -170,12 +170,14 @@ def _creation_events(session: Any, cls: type[Any], identity: tuple[Any, ...]) ->
     """version -> creation event (``changed``, ``change_info``) of the record ``identity``."""
     table = creations.table_of(cls)
     rows = session.execute(
-        sa.select(table.c.version, table.c.changed, table.c.change_info).where(
+        sa.select(table.c.version, table.c.changed, table.c.change_info)
+        .where(
             table.c.table_name == keys.table_name(cls),
             table.c.record_key == keys.record_key(identity),
         )
+        .order_by(table.c.changed)
     )
-    return {row.version: row for row in rows}
+    return {row.version: row for row in rows}  # of two events at one version, the later
 
 
 def _who(change_info: dict[str, Any]) -> str:

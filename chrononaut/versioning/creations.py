@@ -59,9 +59,13 @@ def find_creations_table(metadata: sa.MetaData) -> sa.Table | None:
 def creations_table(metadata: sa.MetaData) -> sa.Table:
     """The ``chrononaut_creations`` table of ``metadata``, created on first use.
 
-    Like ``chrononaut_leases`` it takes the MetaData's schema. Its primary key
-    ``(table_name, record_key, version)`` finds a record's creation;
-    ``(table_name, changed)`` serves the activity feed's order and paging, and
+    Like ``chrononaut_leases`` it takes the MetaData's schema. It is an
+    append-only log without a primary key: a unique key would make every insert
+    a speculative one (``ON CONFLICT``), a third of the statement's time, and
+    a key is created at one version only once, unless a writer outside
+    chrononaut deleted it without a deletion row; then both events are kept and
+    readers take the newest. ``(table_name, record_key, version)`` finds a
+    record's creation; ``(table_name, changed)`` serves the activity feed's order and paging, and
     ``transaction_id`` its changesets. (A BRIN index on ``transaction_id``
     would cost less per insert, but its lossy bitmap scans, run by parallel
     workers in every branch, made a changeset's feed 100 times slower.)
@@ -72,9 +76,9 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
     table = sa.Table(
         TABLE_NAME,
         metadata,
-        sa.Column("table_name", sa.Text, primary_key=True),
-        sa.Column("record_key", sa.Text, primary_key=True),
-        sa.Column(VERSION, sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("table_name", sa.Text, nullable=False),
+        sa.Column("record_key", sa.Text, nullable=False),
+        sa.Column(VERSION, sa.Integer, nullable=False, autoincrement=False),
         sa.Column("entity", sa.Text),
         sa.Column(CHANGED, sa.DateTime(timezone=True), nullable=False),
         sa.Column(CHANGE_INFO, JSONB, nullable=False),
@@ -88,6 +92,7 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
     )
     # Narrow on purpose: every insert pays for these. Ties of ``changed`` (a flush's
     # or a statement's records) are ordered by an incremental sort on the page.
+    sa.Index(f"ix_{TABLE_NAME}_record", table.c.table_name, table.c.record_key, table.c[VERSION])
     sa.Index(f"ix_{TABLE_NAME}_changed", table.c.table_name, table.c.changed)
     sa.Index(f"ix_{TABLE_NAME}_{TRANSACTION_ID}", table.c[TRANSACTION_ID])
     return table
@@ -124,10 +129,7 @@ def _insert_sql(table: sa.Table, integer: bool, uniform: bool) -> Any:
     return sa.text(
         f"INSERT INTO {name} (table_name, record_key, version, entity, changed, change_info) "
         f"SELECT :t, {key}, v, :e, :at, {info} "
-        f"FROM unnest({', '.join(arrays)}) AS u({', '.join(columns)}) "
-        "ON CONFLICT (table_name, record_key, version) DO UPDATE SET "
-        "entity = excluded.entity, changed = excluded.changed, "
-        "change_info = excluded.change_info, transaction_id = excluded.transaction_id"
+        f"FROM unnest({', '.join(arrays)}) AS u({', '.join(columns)})"
     ).bindparams(*binds)
 
 

@@ -69,7 +69,8 @@ def _creation_changed(obj: Any, version: Any) -> Any:
     """When the incarnation of ``obj`` holding ``version`` was created: a scalar subquery.
 
     A key deleted and inserted again has several creation events; the one that
-    counts is the newest at or below ``version``.
+    counts is the newest at or below ``version`` (of two at one version, left
+    by a delete outside chrononaut, the later).
     """
     cls = type(obj)
     table = creations.table_of(cls)
@@ -80,7 +81,7 @@ def _creation_changed(obj: Any, version: Any) -> Any:
             table.c.record_key == keys.record_key(keys.identity_of(obj)),
             table.c.version <= version,
         )
-        .order_by(table.c.version.desc())
+        .order_by(table.c.version.desc(), table.c.changed.desc())
         .limit(1)
         .scalar_subquery()
     )

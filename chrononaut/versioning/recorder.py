@@ -243,10 +243,11 @@ class _FlushRecorder:
             deleted[(root, tuple(state.identity))] = _committed_version(obj, state)
         by_root: dict[type[Any], list[tuple[tuple[Any, ...], Any]]] = defaultdict(list)
         for obj in new:
-            mapper = sa.inspect(obj).mapper
-            pk = tuple(mapper.primary_key_from_instance(obj))
+            state = instance_state(obj)
+            values = state.dict
+            pk = tuple(values.get(key) for key in _pk_keys(state.mapper))
             if None not in pk:
-                by_root[mapper.base_mapper.class_].append((pk, obj))
+                by_root[state.mapper.base_mapper.class_].append((pk, obj))
         for root, pairs in by_root.items():
             info = root.__chrononaut__
             hist = info.history_mapper
@@ -274,6 +275,12 @@ class _FlushRecorder:
     def stamp(self, obj: RecordChanges) -> None:
         obj.change_info = self.builder.build(obj if _is_versioned(obj) else None, sa.inspect(obj))
         obj.changed = self.now
+
+
+@functools.lru_cache(maxsize=1024)
+def _pk_keys(mapper: Any) -> tuple[str, ...]:
+    """The attribute keys of ``mapper``'s primary key columns."""
+    return tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
 
 
 def refuse_history_insert(name: str) -> None:

@@ -123,6 +123,31 @@ def test_version_at_before_creation_is_none_and_between_incarnations_too(Note, s
     assert again.version_at(T0 + timedelta(hours=5)) is again
 
 
+def test_key_deleted_outside_chrononaut_and_inserted_again_keeps_both_events(Note, session):
+    """A raw DELETE leaves no deletion row, so the key is created at version 0 again:
+    the log keeps both creations, and readers take the later one."""
+    with freeze_time(T0), acting_as("alice"):
+        session.add(Note(id=1, text="a"))
+        session.commit()
+    session.execute(sa.text("DELETE FROM note WHERE id = 1"))
+    session.commit()
+    with freeze_time(T0 + timedelta(hours=2)), acting_as("bob"):
+        again = Note(id=1, text="b")
+        session.add(again)
+        session.commit()
+
+    rows = creations(session)
+    assert sorted((k, v, info["user_id"]) for _, k, v, info, _ in rows) == [
+        ("[1]", 0, "alice"),
+        ("[1]", 0, "bob"),
+    ]
+    assert again.version == 0
+    assert again.version_at(T0 + timedelta(hours=1)) is None  # before bob's creation
+    assert again.version_at(T0 + timedelta(hours=3)) is again
+    entries = chrononaut.activity(session, models=[Note])
+    assert [(e.operation, e.user_id) for e in entries] == [("create", "bob"), ("create", "alice")]
+
+
 def test_records_created_before_creation_events_answer_as_before(Note, session):
     session.add(Note(id=1, text="a"))
     session.commit()
