@@ -260,18 +260,25 @@ class FlushCreations:
         #: (record, its own change_info)
         self.own: list[tuple[Any, str]] = []
 
-    def add(self, obj: Any) -> None:
-        state = instance_state(obj)
-        cls = type(obj)
-        info: dict[str, Any] = state.__dict__.get("info") or {}  # InstanceState.info, if used
-        pending = context.PENDING_INFO_KEY in info or context.PENDING_TOP_INFO_KEY in info
-        if pending or not _kind(cast(Hashable, cls)).default_actor:
-            self.own.append((obj, dumps(self.builder.build(obj, state))))
-            return
-        found = self.plain.get(cls)
-        if found is None:
-            found = self.plain[cls] = (dumps(self.builder.build(obj, state)), [])
-        found[1].append(obj)
+    def add_all(self, objs: list[Any]) -> None:
+        """Note the new records ``objs`` (one loop: a flush may insert thousands)."""
+        default_actor: dict[type[Any], bool] = {}
+        plain, own, build = self.plain, self.own, self.builder.build
+        pending_keys = (context.PENDING_INFO_KEY, context.PENDING_TOP_INFO_KEY)
+        for obj in objs:
+            state = instance_state(obj)
+            cls = type(obj)
+            shared = default_actor.get(cls)
+            if shared is None:
+                shared = default_actor[cls] = _kind(cast(Hashable, cls)).default_actor
+            info = state.__dict__.get("info")  # InstanceState.info, if ever used
+            if not shared or (info and any(key in info for key in pending_keys)):
+                own.append((obj, dumps(build(obj, state))))
+                continue
+            found = plain.get(cls)
+            if found is None:
+                found = plain[cls] = (dumps(build(obj, state)), [])
+            found[1].append(obj)
 
     def write(self, session: Session, changed: Any) -> None:
         """Insert the events, now that the flush's INSERTs gave the records their keys."""

@@ -242,12 +242,16 @@ class _FlushRecorder:
             root = state.mapper.base_mapper.class_
             deleted[(root, tuple(state.identity))] = _committed_version(obj, state)
         by_root: dict[type[Any], list[tuple[tuple[Any, ...], Any]]] = defaultdict(list)
-        for obj in new:
-            state = instance_state(obj)
-            values = state.dict
-            pk = tuple(values.get(key) for key in _pk_keys(state.mapper))
+        classes: dict[type[Any], tuple[tuple[str, ...], type[Any]]] = {}
+        for obj in new:  # per object only dict reads: a flush may insert thousands
+            found = classes.get(type(obj))
+            if found is None:
+                mapper = instance_state(obj).mapper
+                found = classes[type(obj)] = (_pk_keys(mapper), mapper.base_mapper.class_)
+            values = obj.__dict__
+            pk = tuple([values.get(key) for key in found[0]])
             if None not in pk:
-                by_root[state.mapper.base_mapper.class_].append((pk, obj))
+                by_root[found[1]].append((pk, obj))
         for root, pairs in by_root.items():
             info = root.__chrononaut__
             hist = info.history_mapper
@@ -322,9 +326,8 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
         if new:  # suppressed too: a later versioned update must not repeat a version
             recorder.continue_numbering(new, writes.deletes)
         if new and not suppressed:
-            created = recorder.plan.created = FlushCreations(recorder.builder)
-            for obj in new:
-                created.add(obj)
+            recorder.plan.created = FlushCreations(recorder.builder)
+            recorder.plan.created.add_all(new)
         if suppressed:
             recorder.record_unversioned_writes(writes)
             _store(session, recorder.plan)
