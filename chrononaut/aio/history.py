@@ -25,7 +25,7 @@ async def versions(
     """
     return await run(
         record,
-        lambda: queries.versions_query(record, before=before, after=after).all(),
+        lambda: queries.versions(record, before=before, after=after),
         "chrononaut.aio.versions()",
         "record.versions()",
     )

@@ -166,15 +166,23 @@ class _Unavailable:
         )
 
 
-def _changed_in_utc(target: Any, *args: Any) -> None:
-    """Give ``changed`` back in UTC whatever the connection's time zone."""
-    value = target.__dict__.get(CHANGED)
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        target.__dict__[CHANGED] = value.astimezone(timezone.utc)
+def _changed_in_utc(state: Any, *args: Any) -> None:
+    """Give ``changed`` back in UTC whatever the connection's time zone.
+
+    A raw listener (it gets the InstanceState): it runs for every loaded
+    history row, so it skips the ORM's per-instance wrapper and values already
+    in UTC (the drivers give ``timezone.utc`` itself for a UTC session).
+    """
+    values = state.dict
+    value = values.get(CHANGED)
+    if value is None or getattr(value, "tzinfo", None) in (None, timezone.utc):
+        return
+    if isinstance(value, datetime):
+        values[CHANGED] = value.astimezone(timezone.utc)
 
 
-sa.event.listen(HistoryBase, "load", _changed_in_utc, propagate=True)
-sa.event.listen(HistoryBase, "refresh", _changed_in_utc, propagate=True)
+sa.event.listen(HistoryBase, "load", _changed_in_utc, propagate=True, raw=True)
+sa.event.listen(HistoryBase, "refresh", _changed_in_utc, propagate=True, raw=True)
 
 
 def versioning_info(cls: type[Any]) -> VersioningInfo:

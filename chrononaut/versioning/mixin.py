@@ -71,8 +71,9 @@ class Versioned:
             if return_query
             else "await chrononaut.aio.versions(record)",
         )
-        query = queries.versions_query(self, before=before, after=after)
-        return query if return_query else query.all()
+        if return_query:
+            return queries.versions_query(self, before=before, after=after)
+        return queries.versions(self, before=before, after=after)
 
     def version_at(self, at: datetime) -> Any:
         """The record as it was at ``at``: a history object, or ``self`` if unchanged since."""

@@ -8,6 +8,7 @@ recorded in, whatever the connection's ``TimeZone``.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from typing import Any
 
@@ -65,26 +66,86 @@ def versions_query(
     return query.order_by(history_cls.version)
 
 
-def _creation_changed(obj: Any, version: Any) -> Any:
-    """When the incarnation of ``obj`` holding ``version`` was created: a scalar subquery.
+def versions(obj: Any, before: datetime | None = None, after: datetime | None = None) -> list[Any]:
+    """``obj``'s history objects, oldest first: :func:`versions_query`'s rows.
+
+    Runs one statement built once per class and shape (which bounds are
+    given), with the key and times as parameters: no ``Query`` to build.
+    """
+    before = None if before is None else as_utc(before, "versions(before=...)")
+    after = None if after is None else as_utc(after, "versions(after=...)")
+    session = _session(obj)
+    statement = _versions_select(type(obj), before is not None, after is not None)
+    params = _key_params(obj)
+    if before is not None:
+        params["chrononaut_before"] = before
+    if after is not None:
+        params["chrononaut_after"] = after
+    return list(session.scalars(statement, params).all())
+
+
+def _key_params(obj: Any) -> dict[str, Any]:
+    """The bind parameters of ``obj``'s primary key in :func:`_versions_select`'s statements."""
+    info = versioning_info(type(obj))
+    return {f"chrononaut_pk_{i}": getattr(obj, key) for i, key in enumerate(info.pk_keys)}
+
+
+@functools.lru_cache(maxsize=1024)
+def _versions_select(cls: type[Any], before: bool, after: bool) -> Any:
+    """SELECT of a record's history objects by key (and bounds), ordered by version."""
+    info = versioning_info(cls)
+    history_cls: Any = info.history_mapper.class_
+    statement = sa.select(history_cls).where(
+        *[
+            getattr(history_cls, key) == sa.bindparam(f"chrononaut_pk_{i}")
+            for i, key in enumerate(info.pk_keys)
+        ]
+    )
+    if before:
+        statement = statement.where(history_cls.changed <= sa.bindparam("chrononaut_before"))
+    if after:
+        statement = statement.where(history_cls.changed >= sa.bindparam("chrononaut_after"))
+    return statement.order_by(history_cls.version)
+
+
+@functools.lru_cache(maxsize=1024)
+def _creation_changed(cls: type[Any], version: Any) -> Any:
+    """When the incarnation of a record holding ``version`` was created: a scalar subquery
+    (the record key as parameter ``chrononaut_record_key``).
 
     A key deleted and inserted again has several creation events; the one that
     counts is the newest at or below ``version`` (of two at one version, left
     by a delete outside chrononaut, the later).
     """
-    cls = type(obj)
     table = creations.table_of(cls)
     return (
         sa.select(table.c.changed)
         .where(
             table.c.table_name == keys.table_name(cls),
-            table.c.record_key == keys.record_key(keys.identity_of(obj)),
+            table.c.record_key == sa.bindparam("chrononaut_record_key", type_=sa.Text),
             table.c.version <= version,
         )
         .order_by(table.c.version.desc(), table.c.changed.desc())
         .limit(1)
         .scalar_subquery()
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _version_at_select(cls: type[Any]) -> Any:
+    """The first history object changed at or after a time, with its incarnation's creation."""
+    history_cls: Any = versioning_info(cls).history_mapper.class_
+    return (
+        _versions_select(cls, False, True)
+        .add_columns(_creation_changed(cls, history_cls.version))
+        .limit(1)
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _created_select(cls: type[Any]) -> Any:
+    """When the incarnation holding the version ``chrononaut_version`` was created."""
+    return sa.select(_creation_changed(cls, sa.bindparam("chrononaut_version", type_=sa.Integer)))
 
 
 def version_at(obj: Any, at: datetime) -> Any:
@@ -95,14 +156,21 @@ def version_at(obj: Any, at: datetime) -> Any:
     answer as before.
     """
     at = as_utc(at, "version_at(at)")
-    query = versions_query(obj, after=at)
-    history_cls: Any = versioning_info(type(obj)).history_mapper.class_
-    row = query.add_columns(_creation_changed(obj, history_cls.version)).first()
+    session = _session(obj)
+    cls = type(obj)
+    record_key = keys.record_key(keys.identity_of(obj))
+    params = _key_params(obj)
+    params["chrononaut_after"] = at
+    params["chrononaut_record_key"] = record_key
+    row = session.execute(_version_at_select(cls), params).first()
     if row is not None:
         found, created = row
     else:
         found = None
-        created = _session(obj).scalar(sa.select(_creation_changed(obj, obj.version)))
+        created = session.scalar(
+            _created_select(cls),
+            {"chrononaut_record_key": record_key, "chrononaut_version": obj.version},
+        )
     if created is not None and created > at:
         return None
     return obj if found is None else found

@@ -33,5 +33,5 @@ class RecordChanges:
     )
 
 
-sa.event.listen(RecordChanges, "load", _changed_in_utc, propagate=True)
-sa.event.listen(RecordChanges, "refresh", _changed_in_utc, propagate=True)
+sa.event.listen(RecordChanges, "load", _changed_in_utc, propagate=True, raw=True)
+sa.event.listen(RecordChanges, "refresh", _changed_in_utc, propagate=True, raw=True)
