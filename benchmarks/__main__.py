@@ -7,7 +7,7 @@ import os
 import sys
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/chrononaut_bench"
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

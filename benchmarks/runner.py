@@ -10,7 +10,7 @@ from functools import partial
 
 import sqlalchemy as sa
 
-from . import guard, memory, procs, report, schema, targets, versions, workloads
+from . import features, guard, memory, procs, report, schema, targets, versions, workloads
 from .floors import Floors
 from .measure import Entry, Measured, measure
 from .sizes import FULL, QUICK, Sizes
@@ -293,6 +293,7 @@ WORKLOADS = {
     "W6": w6,
     "W7": w7,
     "W8": guard.w8,
+    "W9": features.w9,
 }
 
 

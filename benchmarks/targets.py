@@ -115,13 +115,41 @@ def summary(run: Any) -> list[str]:
         ("floor+history", "floor + history"),
         ("for update", "plain FOR UPDATE"),
     ]
-    # W6 compares processes and W8 the guard with chrononaut itself: not ratios to plain.
-    listed = [r for n, r in run.results.items() if not n.startswith(("W6", "W8"))]
+    # W6 compares processes, W8 and W9 features with chrononaut itself: not ratios to plain.
+    listed = [r for n, r in run.results.items() if not n.startswith(("W6", "W8", "W9"))]
     lines = ["summary: median of paired ratios to plain (chrononaut/plain etc.)"]
     lines += report.markdown(listed, columns)
+    lines += feature_costs(run.results)
     lines += ["", "targets:"]
     lines += [f"    {line}" for line in check(run)]
     return lines
+
+
+#: feature -> the workload that measures it, and the entry "with" the feature
+FEATURES = {
+    "database guard": ("W8 update", "guarded"),
+    "changesets": ("W9 changesets", "with"),
+    "creation events": ("W9 creation events", "with"),
+    "collection bumps": ("W9 collection bumps", "with"),
+}
+
+
+def feature_costs(results: dict[str, Measured]) -> list[str]:
+    """One line per feature: its cost as the median paired ratio with/without it."""
+    lines = []
+    for feature, (name, key) in FEATURES.items():
+        result = results.get(name)
+        if result is None:
+            continue
+        ratios = " ".join(f"{r:.2f}" for r in result.ratios(key))
+        per_op = (result.median(key) - result.median(result.baseline)) / result.ops
+        lines.append(
+            f"    {feature:<17} {result.ratio(key):.2f}x with/without "
+            f"({per_op * 1000:+.3f} ms per {result.unit}; repetitions {ratios}): {result.title}"
+        )
+    return (
+        ["", "cost of features (paired ratio with/without the feature):", *lines] if lines else []
+    )
 
 
 def last_line(results: dict[str, Measured]) -> str:
