@@ -7,6 +7,7 @@ table is in the model's MetaData before ``create_all()`` or Alembic look.
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,10 +16,16 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapper
 
 from .. import _compat
-from ..exceptions import ConfigurationError, HiddenAttributeError, UntrackedAttributeError
+from ..exceptions import (
+    ChrononautException,
+    ConfigurationError,
+    HiddenAttributeError,
+    UntrackedAttributeError,
+)
 from .names import (
     CHANGE_INFO,
     CHANGED,
@@ -58,6 +65,12 @@ def written_columns(table: sa.Table) -> list[sa.Column[Any]]:
     which its server default fills."""
     return [c for c in table.c if c.info.get(INFO_KEY) != TRANSACTION_ID]
 
+
+#: The attribute holding a history row's change_info as loaded (JSON text), and the
+#: instance-dict key of its decoded value (with the text it was decoded from).
+_RAW_CHANGE_INFO = "_chrononaut_change_info_json"
+_DECODED_CHANGE_INFO = "_chrononaut_change_info_decoded"
+_CHANGE_INFO_COLUMN = "_chrononaut_change_info"
 
 _OPTION_NAMES = ("__chrononaut_hidden__", "__chrononaut_untracked__")
 _INDEX_OPTION = "__chrononaut_disable_indices__"
@@ -129,9 +142,39 @@ class HistoryBase:
     __chrononaut_model__: type[Any]
     version: int
     changed: Any
-    change_info: dict[str, Any]
     #: the writing transaction's id (the changeset); None for rows written before it existed
     transaction_id: int | None
+
+    @hybrid_property
+    def change_info(self) -> dict[str, Any]:
+        """Who made the change, from where and why (the row's ``change_info`` JSON).
+
+        Loaded as text and decoded on first access: reading a record's versions
+        does not pay for decoding what it never looks at. In queries it is the
+        ``jsonb`` column: ``History.change_info["user_id"].astext == "alice"``.
+        """
+        values = self.__dict__
+        raw = (
+            values[_RAW_CHANGE_INFO]
+            if _RAW_CHANGE_INFO in values
+            else getattr(self, _RAW_CHANGE_INFO)
+        )
+        cached = values.get(_DECODED_CHANGE_INFO)
+        if cached is None or cached[0] is not raw:
+            cached = values[_DECODED_CHANGE_INFO] = (raw, None if raw is None else json.loads(raw))
+        return cast(dict[str, Any], cached[1])
+
+    @change_info.inplace.setter
+    def _set_change_info(self, value: dict[str, Any]) -> None:
+        if sa.inspect(self).key is not None:
+            raise ChrononautException(f"Refusing to modify {self!r}: history rows are immutable.")
+        # A new history object: the flush refuses to insert it, as any other.
+        self.__dict__[_DECODED_CHANGE_INFO] = (None, value)
+
+    @change_info.inplace.expression
+    @classmethod
+    def _change_info_column(cls) -> Any:
+        return getattr(cls, _CHANGE_INFO_COLUMN)
 
     @property
     def is_deletion(self) -> bool:
@@ -494,10 +537,15 @@ def _build_base(
             (copies[k] for k, c in tracked.items() if c is mapper.polymorphic_on), None
         )
     history_cls = _history_class(cls, HistoryBase, hidden, untracked)
+    properties: dict[str, Any] = dict(copies)
+    # change_info is loaded as text, decoded when read (HistoryBase.change_info)
+    properties[_RAW_CHANGE_INFO] = sa.orm.column_property(sa.cast(table.c[CHANGE_INFO], sa.Text))
+    # the jsonb column itself, never loaded: what HistoryBase.change_info is in queries
+    properties[_CHANGE_INFO_COLUMN] = sa.orm.deferred(table.c[CHANGE_INFO])
     history_mapper = mapper.registry.map_imperatively(
         history_cls,
         table,
-        properties=dict(copies),
+        properties=properties,
         polymorphic_on=polymorphic_on,
         polymorphic_identity=mapper.polymorphic_identity if polymorphic_on is not None else None,
     )

@@ -196,7 +196,10 @@ def _data_keys(history_cls: type[Any]) -> list[str]:
     mapper = sa.inspect(history_cls)
     keys = []
     for prop in mapper.column_attrs:
-        if prop.columns[0].info.get(INFO_KEY) in (*META_COLUMNS, TRANSACTION_ID):
+        column = prop.columns[0]
+        if not isinstance(column, sa.Column):  # change_info's JSON text
+            continue
+        if column.info.get(INFO_KEY) in (*META_COLUMNS, TRANSACTION_ID):
             continue
         keys.append(prop.key)
     return keys
