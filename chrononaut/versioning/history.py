@@ -166,7 +166,7 @@ class HistoryBase:
 
     @change_info.inplace.setter
     def _set_change_info(self, value: dict[str, Any]) -> None:
-        if sa.inspect(self).key is not None:
+        if cast(Any, sa.inspect(self)).key is not None:
             raise ChrononautException(f"Refusing to modify {self!r}: history rows are immutable.")
         # A new history object: the flush refuses to insert it, as any other.
         self.__dict__[_DECODED_CHANGE_INFO] = (None, value)

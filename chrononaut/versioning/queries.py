@@ -75,7 +75,8 @@ def versions(obj: Any, before: datetime | None = None, after: datetime | None = 
     before = None if before is None else as_utc(before, "versions(before=...)")
     after = None if after is None else as_utc(after, "versions(after=...)")
     session = _session(obj)
-    statement = _versions_select(type(obj), before is not None, after is not None)
+    cls: Any = type(obj)
+    statement = _versions_select(cls, before is not None, after is not None)
     params = _key_params(obj)
     if before is not None:
         params["chrononaut_before"] = before
@@ -91,7 +92,7 @@ def _key_params(obj: Any) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _versions_select(cls: type[Any], before: bool, after: bool) -> Any:
+def _versions_select(cls: Any, before: bool, after: bool) -> Any:
     """SELECT of a record's history objects by key (and bounds), ordered by version."""
     info = versioning_info(cls)
     history_cls: Any = info.history_mapper.class_
@@ -109,7 +110,7 @@ def _versions_select(cls: type[Any], before: bool, after: bool) -> Any:
 
 
 @functools.lru_cache(maxsize=1024)
-def _creation_changed(cls: type[Any], version: Any) -> Any:
+def _creation_changed(cls: Any, version: Any) -> Any:
     """When the incarnation of a record holding ``version`` was created: a scalar subquery
     (the record key as parameter ``chrononaut_record_key``).
 
@@ -132,7 +133,7 @@ def _creation_changed(cls: type[Any], version: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=1024)
-def _version_at_select(cls: type[Any]) -> Any:
+def _version_at_select(cls: Any) -> Any:
     """The first history object changed at or after a time, with its incarnation's creation."""
     history_cls: Any = versioning_info(cls).history_mapper.class_
     return (
@@ -143,7 +144,7 @@ def _version_at_select(cls: type[Any]) -> Any:
 
 
 @functools.lru_cache(maxsize=1024)
-def _created_select(cls: type[Any]) -> Any:
+def _created_select(cls: Any) -> Any:
     """When the incarnation holding the version ``chrononaut_version`` was created."""
     return sa.select(_creation_changed(cls, sa.bindparam("chrononaut_version", type_=sa.Integer)))
 
@@ -157,7 +158,7 @@ def version_at(obj: Any, at: datetime) -> Any:
     """
     at = as_utc(at, "version_at(at)")
     session = _session(obj)
-    cls = type(obj)
+    cls: Any = type(obj)
     record_key = keys.record_key(keys.identity_of(obj))
     params = _key_params(obj)
     params["chrononaut_after"] = at
