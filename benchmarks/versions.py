@@ -32,7 +32,7 @@ INSERT INTO bench_chrononaut_history
     (id, title, body, counter, updated, version, changed, change_info)
 SELECT {RECORD_ID} + r, 'title ' || v, {_BODY}, v, ts, v, ts,
        '{{"user_id": null, "remote_addr": null}}'::jsonb
-FROM generate_series(%(first)s, %(last)s) AS r,
+FROM generate_series(CAST(%(first)s AS integer), CAST(%(last)s AS integer)) AS r,
      generate_series(0, {VERSIONS - 1}) AS v,
      LATERAL (SELECT timestamptz '{EPOCH.isoformat()}' + v * interval '1 minute') AS t (ts)
 """
@@ -44,7 +44,8 @@ SELECT {RECORD_ID} + r, 'title ' || v, {_BODY}, v,
        1000000000 + r * {VERSIONS} + v,
        CASE WHEN v < {VERSIONS - 1} THEN 1000000000 + r * {VERSIONS} + v + 1 END,
        CASE WHEN v = 0 THEN 0 ELSE 1 END
-FROM generate_series(%(first)s, %(last)s) AS r, generate_series(0, {VERSIONS - 1}) AS v
+FROM generate_series(CAST(%(first)s AS integer), CAST(%(last)s AS integer)) AS r,
+     generate_series(0, {VERSIONS - 1}) AS v
 """
 _RECORD = (
     "INSERT INTO {table} (id, title, body, counter, updated{extra_columns}) "
