@@ -22,6 +22,31 @@ read changes nothing, because the session's own ``lock()`` keys never reach it.
 """
 
 MUTATIONS = [
+    # --- performance round 2 (issue 13) -------------------------------------------
+    {
+        "id": "arrays-quote-unescaped",
+        "description": "array text: a double quote inside a string is not escaped",
+        "file": "chrononaut/_arrays.py",
+        "original": """.replace('"', '\\\\"')""",
+        "replacement": "",
+        "tests": ["tests/test_arrays.py"],
+    },
+    {
+        "id": "creation-earlier-event-wins",
+        "description": "of two creation events at one version, version_at() takes the earlier",
+        "file": "chrononaut/versioning/queries.py",
+        "original": ".order_by(table.c.version.desc(), table.c.changed.desc())",
+        "replacement": ".order_by(table.c.version.desc(), table.c.changed)",
+        "tests": ["tests/versioning/test_creations.py"],
+    },
+    {
+        "id": "history-change-info-assignable",
+        "description": "assigning a loaded history object's change_info is silently kept in memory",
+        "file": "chrononaut/versioning/history.py",
+        "original": "        if cast(Any, sa.inspect(self)).key is not None:",
+        "replacement": "        if False:",
+        "tests": ["tests/versioning/test_history_change_info.py"],
+    },
     # --- changesets, creation events and the activity feed ----------------------
     {
         "id": "feed-keyset-repeats-ties",
