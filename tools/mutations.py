@@ -41,7 +41,7 @@ MUTATIONS = [
     },
     {
         "id": "history-change-info-assignable",
-        "description": "assigning a loaded history object's change_info is silently kept in memory",
+        "description": "a loaded history object accepts a new change_info, kept in memory only",
         "file": "chrononaut/versioning/history.py",
         "original": "        if cast(Any, sa.inspect(self)).key is not None:",
         "replacement": "        if False:",
