@@ -51,19 +51,14 @@ def as_utc(value: Any, what: str) -> datetime:
 def versions_query(
     obj: Any, before: datetime | None = None, after: datetime | None = None
 ) -> Query[Any]:
-    """A query of ``obj``'s history objects, ordered by version."""
-    before = None if before is None else as_utc(before, "versions(before=...)")
-    after = None if after is None else as_utc(after, "versions(after=...)")
-    info = versioning_info(type(obj))
-    history_cls = info.history_mapper.class_
-    query = _session(obj).query(history_cls)
-    for key in info.pk_keys:
-        query = query.filter(getattr(history_cls, key) == getattr(obj, key))
-    if before is not None:
-        query = query.filter(history_cls.changed <= before)
-    if after is not None:
-        query = query.filter(history_cls.changed >= after)
-    return query.order_by(history_cls.version)
+    """A query of ``obj``'s history objects, ordered by version, to refine.
+
+    Its criteria are those of :func:`versions`, with their values bound.
+    """
+    session, statement, params = _versions_call(obj, before, after)
+    history_cls = versioning_info(type(obj)).history_mapper.class_
+    query = session.query(history_cls).filter(statement.whereclause)
+    return query.order_by(history_cls.version).params(params)
 
 
 def versions(obj: Any, before: datetime | None = None, after: datetime | None = None) -> list[Any]:
@@ -72,6 +67,15 @@ def versions(obj: Any, before: datetime | None = None, after: datetime | None = 
     Runs one statement built once per class and shape (which bounds are
     given), with the key and times as parameters: no ``Query`` to build.
     """
+    session, statement, params = _versions_call(obj, before, after)
+    return list(session.scalars(statement, params).all())
+
+
+def _versions_call(
+    obj: Any, before: datetime | None, after: datetime | None
+) -> tuple[Session, Any, dict[str, Any]]:
+    """The session, the cached statement and the parameters of reading ``obj``'s versions;
+    the times are checked (:func:`as_utc`) before anything else."""
     before = None if before is None else as_utc(before, "versions(before=...)")
     after = None if after is None else as_utc(after, "versions(after=...)")
     session = _session(obj)
@@ -82,7 +86,7 @@ def versions(obj: Any, before: datetime | None = None, after: datetime | None = 
         params["chrononaut_before"] = before
     if after is not None:
         params["chrononaut_after"] = after
-    return list(session.scalars(statement, params).all())
+    return session, statement, params
 
 
 def _key_params(obj: Any) -> dict[str, Any]:
