@@ -173,7 +173,7 @@ def _creation_events(session: Any, cls: type[Any], identity: tuple[Any, ...]) ->
         sa.select(table.c.version, table.c.changed, table.c.change_info)
         .where(
             table.c.table_name == keys.table_name(cls),
-            table.c.record_key == keys.record_key(identity),
+            creations.created(table, keys.record_key(identity)),
         )
         .order_by(table.c.changed)
     )

@@ -263,7 +263,13 @@ def _creation_branch(cls: type[Any], shape: Shape, classes: tuple[type[Any], ...
     identities = _subclass_filter(classes)
     if identities is not None:
         where.append(table.c.entity.in_([_text(str(i)) for i in identities]))
-    order = [table.c[CHANGED], table.c.record_key, table.c[VERSION]]
+    # An event row holds the keys of a flush's records: one feed entry per key.
+    key = (
+        sa.func.unnest(table.c.record_keys)
+        .table_valued(sa.column("key", sa.Text))
+        .render_derived(name="chrononaut_key")
+    )
+    order = [table.c[CHANGED], key.c.key, table.c[VERSION]]
     if shape.cursor_branch is not None:
         where.append(_keyset(branch, shape, order))
     inner = (
@@ -272,9 +278,10 @@ def _creation_branch(cls: type[Any], shape: Shape, classes: tuple[type[Any], ...
             table.c[VERSION].label(VERSION),
             table.c[CHANGE_INFO].label(CHANGE_INFO),
             table.c[TRANSACTION_ID].label("transaction_id"),
-            table.c.record_key.label("key"),
+            key.c.key.label("key"),
             table.c.entity.label("entity"),
         )
+        .select_from(table.join(key, sa.true()))
         .where(*where)
         .order_by(*[c.desc() for c in order])
         .limit(_limit_param())

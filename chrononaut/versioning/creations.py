@@ -3,18 +3,21 @@
 History tables hold the versions a change replaced, so a record's creation
 leaves nothing there. chrononaut records it in one shared table,
 ``chrononaut_creations`` (in the versioned models' MetaData, next to
-``chrononaut_leases``): one row per versioned INSERT, keyed like a lease by
-the base table's name and the record key (:mod:`chrononaut.locking.keys`) plus
-the ``version`` the record was created at (0, or the next number after a
-deletion row when a key is inserted again, as by ``restore()``), with
-``changed``, ``change_info`` and ``transaction_id`` as in history, and the
-polymorphic identity of the created class (``entity``).
+``chrononaut_leases``): one row per class, version and change_info of each
+flush or bulk statement, holding the keys of the records it created
+(``record_keys``, record keys as in :mod:`chrononaut.locking.keys`), the
+``version`` they were created at (0, or the next number after a deletion row
+when a key is inserted again, as by ``restore()``), ``changed``,
+``change_info`` and ``transaction_id`` as in history, and the polymorphic
+identity of the created class (``entity``). A flush inserting 1,000 records
+writes one row, not 1,000: a row per record cost the database three index
+entries and a heap row each, the larger part of chrononaut's cost on inserts.
 
 Writes are batched: the flush inserts all of its new records' events in one
 statement after the ORM's INSERTs (the values travel as arrays through
-``unnest``, in their text form (:mod:`chrononaut._arrays`), so the statement
-is the same whatever the number of rows and is compiled once). Bulk
-``insert(Model)`` statements through the session get a
+``unnest``, in their text form (:mod:`chrononaut._arrays`), and are grouped
+in SQL, so the statement is the same whatever the number of rows and is
+compiled once). Bulk ``insert(Model)`` statements through the session get a
 ``RETURNING`` of the primary key and version, or ``return_defaults()`` where
 the caller's result must keep ``inserted_primary_key``, and write their events
 in one more statement. A record's pending change_info
@@ -32,7 +35,8 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import array as postgresql_array
 from sqlalchemy.engine.result import null_result
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.orm.attributes import instance_state
@@ -60,15 +64,19 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
     """The ``chrononaut_creations`` table of ``metadata``, created on first use.
 
     Like ``chrononaut_leases`` it takes the MetaData's schema. It is an
-    append-only log without a primary key: a unique key would make every insert
-    a speculative one (``ON CONFLICT``), a third of the statement's time, and
-    a key is created at one version only once, unless a writer outside
-    chrononaut deleted it without a deletion row; then both events are kept and
-    readers take the newest. ``(table_name, record_key, version)`` finds a
-    record's creation; ``(table_name, changed)`` serves the activity feed's order and paging, and
-    ``transaction_id`` its changesets. (A BRIN index on ``transaction_id``
-    would cost less per insert, but its lossy bitmap scans, run by parallel
-    workers in every branch, made a changeset's feed 100 times slower.)
+    append-only log without a primary key: a key is created at one version
+    only once, unless a writer outside chrononaut deleted it without a
+    deletion row; then both events are kept and readers take the newest.
+
+    - ``ix_chrononaut_creations_record``, a GIN index on ``record_keys``
+      (``record_keys @> ARRAY[key]``), finds a record's creation. It is built
+      with ``fastupdate = off``: GIN's pending list makes inserts cheaper on
+      average but has the insert that overflows it merge the list, hundreds of
+      milliseconds for one unlucky flush.
+    - ``(table_name, changed)`` serves the activity feed's order and paging.
+    - ``transaction_id`` serves its changesets. (A BRIN index would cost less
+      per insert, but its lossy bitmap scans, run by parallel workers in every
+      branch, made a changeset's feed 100 times slower.)
     """
     existing = find_creations_table(metadata)
     if existing is not None:
@@ -77,7 +85,7 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
         TABLE_NAME,
         metadata,
         sa.Column("table_name", sa.Text, nullable=False),
-        sa.Column("record_key", sa.Text, nullable=False),
+        sa.Column("record_keys", ARRAY(sa.Text, dimensions=1), nullable=False),
         sa.Column(VERSION, sa.Integer, nullable=False, autoincrement=False),
         sa.Column("entity", sa.Text),
         sa.Column(CHANGED, sa.DateTime(timezone=True), nullable=False),
@@ -92,10 +100,21 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
     )
     # Narrow on purpose: every insert pays for these. Ties of ``changed`` (a flush's
     # or a statement's records) are ordered by an incremental sort on the page.
-    sa.Index(f"ix_{TABLE_NAME}_record", table.c.table_name, table.c.record_key, table.c[VERSION])
+    sa.Index(
+        f"ix_{TABLE_NAME}_record",
+        table.c.record_keys,
+        postgresql_using="gin",
+        postgresql_with={"fastupdate": "off"},
+    )
     sa.Index(f"ix_{TABLE_NAME}_changed", table.c.table_name, table.c.changed)
     sa.Index(f"ix_{TABLE_NAME}_{TRANSACTION_ID}", table.c[TRANSACTION_ID])
     return table
+
+
+def created(table: sa.Table, record_key: Any) -> Any:
+    """The condition "row ``table`` records the creation of ``record_key``" (GIN-indexed)."""
+    keys_ = sa.cast(postgresql_array([record_key]), ARRAY(sa.Text))  # psycopg sends varchar
+    return table.c.record_keys.op("@>", is_comparison=True)(keys_)
 
 
 def table_of(cls: type[Any]) -> sa.Table:
@@ -107,17 +126,21 @@ def table_of(cls: type[Any]) -> sa.Table:
 def _insert_sql(table: sa.Table, integer: bool, uniform: bool) -> Any:
     """One INSERT of a class's events, the values as arrays: the same statement for any count.
 
-    ``integer``: the keys travel as a bigint array and become record keys in
-    SQL (``[42]``); ``uniform``: one change_info for every row, sent once.
+    The rows are grouped in SQL: one event row per version and change_info,
+    its keys in the order they were sent. ``integer``: the keys travel as a
+    bigint array and become record keys in SQL (``[42]``); ``uniform``: one
+    change_info for every row, sent once.
     """
     name = qualified_name(table)
     key = "'[' || k || ']'" if integer else "k"
-    info = "CAST(:info AS jsonb)" if uniform else "CAST(i AS jsonb)"
     arrays = [_arrays.bind("k", "bigint" if integer else "text"), _arrays.bind("v", "integer")]
     columns = ["k", "v"]
-    if not uniform:
+    if uniform:
+        info, group = "CAST(:info AS jsonb)", "v"
+    else:
         arrays.append(_arrays.bind("i", "text"))
         columns.append("i")
+        info, group = "CAST(i AS jsonb)", "v, i"
     binds: list[Any] = [
         sa.bindparam("at", type_=sa.DateTime(timezone=True)),
         sa.bindparam("t", type_=sa.Text),
@@ -127,9 +150,10 @@ def _insert_sql(table: sa.Table, integer: bool, uniform: bool) -> Any:
         sa.bindparam("info", type_=sa.Text) if uniform else sa.bindparam("i", type_=_arrays.TEXT),
     ]
     return sa.text(
-        f"INSERT INTO {name} (table_name, record_key, version, entity, changed, change_info) "
-        f"SELECT :t, {key}, v, :e, :at, {info} "
-        f"FROM unnest({', '.join(arrays)}) AS u({', '.join(columns)})"
+        f"INSERT INTO {name} (table_name, record_keys, version, entity, changed, change_info) "
+        f"SELECT :t, array_agg({key} ORDER BY n), v, :e, :at, {info} "
+        f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(columns)}, n) "
+        f"GROUP BY {group}"
     ).bindparams(*binds)
 
 

@@ -127,7 +127,7 @@ def _creation_changed(cls: Any, version: Any) -> Any:
         sa.select(table.c.changed)
         .where(
             table.c.table_name == keys.table_name(cls),
-            table.c.record_key == sa.bindparam("chrononaut_record_key", type_=sa.Text),
+            creations.created(table, sa.bindparam("chrononaut_record_key", type_=sa.Text)),
             table.c.version <= version,
         )
         .order_by(table.c.version.desc(), table.c.changed.desc())

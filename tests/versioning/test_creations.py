@@ -30,8 +30,8 @@ def Note(Base, engine):
 def creations(session):
     rows = session.execute(
         sa.text(
-            "SELECT table_name, record_key, version, change_info, transaction_id "
-            "FROM chrononaut_creations ORDER BY record_key, version"
+            "SELECT table_name, k, version, change_info, transaction_id "
+            "FROM chrononaut_creations, unnest(record_keys) AS k ORDER BY k, version"
         )
     )
     return [tuple(r) for r in rows]
@@ -69,6 +69,41 @@ def test_pending_change_info_goes_to_the_creation_event_once(Note, session):
     session.commit()
     [old] = note.versions()
     assert "extra" not in old.change_info and "restored" not in old.change_info
+
+
+def test_one_event_row_per_version_and_change_info_of_a_flush(Note, session):
+    """A flush's records share a row (their keys in order) unless their version or
+    change_info differ; each record is still found by its key."""
+    session.add(Note(id=7, text="old"))
+    session.commit()
+    session.delete(session.get(Note, 7))
+    session.commit()
+    own = Note(id=3, text="own")
+    session.add_all([Note(id=n, text="bulk") for n in (10, 2, 30)] + [own, Note(id=7, text="b")])
+    with append_change_info(own, reason="by hand"):
+        pass
+    session.commit()
+    rows = session.execute(
+        sa.text(
+            "SELECT record_keys, version, change_info -> 'extra' FROM chrononaut_creations "
+            "ORDER BY transaction_id, version, record_keys"
+        )
+    ).all()
+    assert [tuple(r) for r in rows] == [
+        (["[7]"], 0, None),  # the first flush
+        (["[10]", "[2]", "[30]"], 0, None),  # the flush's records without own info
+        (["[3]"], 0, {"reason": "by hand"}),
+        (["[7]"], 1, None),  # inserted again after its deletion row: version 1
+    ]
+    for key, version in (("[2]", 0), ("[3]", 0), ("[7]", 1)):
+        found = session.execute(
+            sa.text(
+                "SELECT max(version) FROM chrononaut_creations "
+                "WHERE table_name = 'note' AND record_keys @> ARRAY[CAST(:k AS text)]"
+            ),
+            {"k": key},
+        ).scalar()
+        assert found == version
 
 
 def test_reinserted_key_gets_a_creation_event_of_its_new_version(Note, session):
@@ -320,7 +355,9 @@ def test_creations_table_comes_with_the_models_once_and_follows_their_schema(eng
             (Page, (1,), "ann"),
             (Tag, ("x",), "ann"),
         }
-        keys_ = session.execute(sa.text("SELECT record_key FROM feed_app.chrononaut_creations"))
+        keys_ = session.execute(
+            sa.text("SELECT unnest(record_keys) FROM feed_app.chrononaut_creations")
+        )
         assert sorted(k for (k,) in keys_) == ['["x"]', "[1]"]
     Base.metadata.drop_all(engine)
     with engine.begin() as connection:
