@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -362,3 +363,57 @@ def test_creations_table_comes_with_the_models_once_and_follows_their_schema(eng
     Base.metadata.drop_all(engine)
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP SCHEMA feed_app CASCADE")
+
+
+AWKWARD = ["a,b", 'q"uote', "back\\slash", "{brace}", "NULL", "tab\there", "ünï", "", " "]
+
+
+def test_awkward_and_composite_keys_are_found_by_their_creation(Base, engine, session):
+    """Keys travel through text arrays: quotes, commas, braces and NULL-looking text
+    must come back as themselves, in the feed and in version_at()."""
+
+    class Label(Base, Versioned):
+        __tablename__ = "label"
+        name: Mapped[str] = mapped_column(primary_key=True)
+        text: Mapped[str]
+
+    class Cell(Base, Versioned):
+        __tablename__ = "cell"
+        row: Mapped[str] = mapped_column(primary_key=True)
+        col: Mapped[int] = mapped_column(primary_key=True)
+        text: Mapped[str]
+
+    Base.metadata.create_all(engine)
+    with freeze_time(T0):
+        session.add_all([Label(name=n, text="t") for n in AWKWARD])
+        session.add_all([Cell(row=n, col=i, text="t") for i, n in enumerate(AWKWARD)])
+        session.commit()
+    feed = chrononaut.activity(session, models=[Label, Cell], limit=1000)
+    assert sorted(e.identity for e in feed if e.model is Label) == sorted((n,) for n in AWKWARD)
+    assert sorted(e.identity for e in feed if e.model is Cell) == sorted(
+        (n, i) for i, n in enumerate(AWKWARD)
+    )
+    rows = session.execute(sa.text("SELECT count(*) FROM chrononaut_creations")).scalar()
+    assert rows == 2  # one event row per model for the flush
+    for i, name in enumerate(AWKWARD):
+        label, cell = session.get(Label, name), session.get(Cell, (name, i))
+        assert label.version_at(T0 - timedelta(seconds=1)) is None
+        assert label.version_at(T0 + timedelta(seconds=1)) is label
+        assert cell.version_at(T0 - timedelta(seconds=1)) is None
+
+
+def test_a_large_flush_is_one_event_row_paged_through_the_feed_without_gaps(Note, session):
+    count = int(os.environ.get("CHRONONAUT_STRESS", "1")) * 2500
+    with acting_as("loader"):
+        session.add_all([Note(text=str(n)) for n in range(count)])
+        session.commit()
+    assert session.execute(sa.text("SELECT count(*) FROM chrononaut_creations")).scalar() == 1
+    seen, before = [], None
+    while True:
+        page = chrononaut.activity(session, models=[Note], limit=1000, before=before)
+        if not page:
+            break
+        seen += [e.identity for e in page]
+        before = page[-1].cursor
+    assert len(seen) == count and set(seen) == {(n,) for n in range(1, count + 1)}
+    assert session.get(Note, count).version_at(datetime.now(timezone.utc)) is not None
