@@ -75,8 +75,8 @@ SELECT r, 'title', {versions}, {versions} FROM generate_series(1, %(records)s) A
 """
 _CREATIONS = """
 INSERT INTO chrononaut_creations
-    (table_name, record_keys, version, changed, change_info, transaction_id)
-SELECT '{table}', ARRAY['[' || r || ']'], 0,
+    (table_name, record_keys, key_span, version, changed, change_info, transaction_id)
+SELECT '{table}', ARRAY['[' || r || ']'], int8range(r, r, '[]'), 0,
        timestamptz '{epoch}' + (r / 50 * {versions}) * interval '1 minute'
        - interval '30 seconds' + mod(r, 50) * interval '1 millisecond',
        jsonb_build_object('user_id', 'user' || mod(r, {users}), 'remote_addr', NULL),

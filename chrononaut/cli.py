@@ -173,7 +173,9 @@ def _creation_events(session: Any, cls: type[Any], identity: tuple[Any, ...]) ->
         sa.select(table.c.version, table.c.changed, table.c.change_info)
         .where(
             table.c.table_name == keys.table_name(cls),
-            creations.created(table, keys.record_key(identity)),
+            creations.created(
+                table, keys.record_key(identity), creations.record_id(cls, identity)
+            ),
         )
         .order_by(table.c.changed)
     )

@@ -12,6 +12,10 @@ when a key is inserted again, as by ``restore()``), ``changed``,
 identity of the created class (``entity``). A flush inserting 1,000 records
 writes one row, not 1,000: a row per record cost the database three index
 entries and a heap row each, the larger part of chrononaut's cost on inserts.
+Models with a single integer primary key also fill ``key_span``, the range of
+the row's keys, so that a record's own creation is found through one GiST
+entry per row instead of one GIN entry per key (a run of keys with a gap
+wider than :data:`MAX_GAP` starts a row of its own, which keeps spans narrow).
 
 Writes are batched: the flush inserts all of its new records' events in one
 statement after the ORM's INSERTs (the values travel as arrays through
@@ -27,7 +31,9 @@ its creation event. Raw SQL and Core statements on an engine write none.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import json
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -35,7 +41,7 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, INT8RANGE, JSONB
 from sqlalchemy.dialects.postgresql import array as postgresql_array
 from sqlalchemy.engine.result import null_result
 from sqlalchemy.orm import ORMExecuteState, Session
@@ -49,6 +55,11 @@ from .change_info import SENT_INFO_KEY, ChangeInfoBuilder
 from .names import CHANGE_INFO, CHANGED, TRANSACTION_ID, TRANSACTION_ID_DEFAULT, VERSION
 
 TABLE_NAME = "chrononaut_creations"
+
+#: The widest gap between two consecutive keys of one event row's ``key_span``.
+#: Keys further apart go to rows of their own: a lookup reads the array of every
+#: row whose span covers its key, so spans must not cover many other rows' keys.
+MAX_GAP = 256
 
 
 def _key(metadata: sa.MetaData) -> str:
@@ -68,10 +79,13 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
     only once, unless a writer outside chrononaut deleted it without a
     deletion row; then both events are kept and readers take the newest.
 
-    - ``ix_chrononaut_creations_record``, a GIN index on ``record_keys``
-      (``record_keys @> ARRAY[key]``), finds a record's creation. It is built
-      with ``fastupdate = off``: GIN's pending list makes inserts cheaper on
-      average but has the insert that overflows it merge the list, hundreds of
+    - A record's own creation is found by ``ix_chrononaut_creations_span``, a
+      GiST index on ``key_span`` (``key_span @> 42``, then ``record_keys @>
+      ARRAY['[42]']`` on the rows found), for models with a single integer
+      primary key, else by ``ix_chrononaut_creations_record``, a GIN index on
+      ``record_keys`` of the rows without a span. The GIN index is built with
+      ``fastupdate = off``: GIN's pending list makes inserts cheaper on average
+      but has the insert that overflows it merge the list, hundreds of
       milliseconds for one unlucky flush.
     - ``(table_name, changed)`` serves the activity feed's order and paging.
     - ``transaction_id`` serves its changesets. (A BRIN index would cost less
@@ -86,6 +100,7 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
         metadata,
         sa.Column("table_name", sa.Text, nullable=False),
         sa.Column("record_keys", ARRAY(sa.Text, dimensions=1), nullable=False),
+        sa.Column("key_span", INT8RANGE),
         sa.Column(VERSION, sa.Integer, nullable=False, autoincrement=False),
         sa.Column("entity", sa.Text),
         sa.Column(CHANGED, sa.DateTime(timezone=True), nullable=False),
@@ -100,21 +115,42 @@ def creations_table(metadata: sa.MetaData) -> sa.Table:
     )
     # Narrow on purpose: every insert pays for these. Ties of ``changed`` (a flush's
     # or a statement's records) are ordered by an incremental sort on the page.
+    sa.Index(f"ix_{TABLE_NAME}_span", table.c.key_span, postgresql_using="gist")
     sa.Index(
         f"ix_{TABLE_NAME}_record",
         table.c.record_keys,
         postgresql_using="gin",
         postgresql_with={"fastupdate": "off"},
+        postgresql_where=table.c.key_span.is_(None),
     )
     sa.Index(f"ix_{TABLE_NAME}_changed", table.c.table_name, table.c.changed)
     sa.Index(f"ix_{TABLE_NAME}_{TRANSACTION_ID}", table.c[TRANSACTION_ID])
     return table
 
 
-def created(table: sa.Table, record_key: Any) -> Any:
-    """The condition "row ``table`` records the creation of ``record_key``" (GIN-indexed)."""
+def created(table: sa.Table, record_key: Any, record_id: Any = None) -> Any:
+    """The condition "this row of ``table`` records the creation of ``record_key``".
+
+    ``record_id``: the key's integer, for a model with a single integer primary
+    key (see :func:`record_id`), whose rows are found by their span; None for
+    other models, whose rows are found by the GIN index on their keys.
+    """
     keys_ = sa.cast(postgresql_array([record_key]), ARRAY(sa.Text))  # psycopg sends varchar
-    return table.c.record_keys.op("@>", is_comparison=True)(keys_)
+    holds = table.c.record_keys.op("@>", is_comparison=True)(keys_)
+    if record_id is None:
+        return sa.and_(table.c.key_span.is_(None), holds)
+    covers = table.c.key_span.op("@>", is_comparison=True)(sa.cast(record_id, sa.BigInteger))
+    return sa.and_(covers, holds)
+
+
+def integer_keyed(cls: type[Any]) -> bool:
+    """Whether versioned ``cls`` has a single integer primary key (its events have spans)."""
+    return _kind(cast(Hashable, cls)).integer_key is not None
+
+
+def record_id(cls: type[Any], identity: tuple[Any, ...]) -> int | None:
+    """The integer of normalised ``identity`` if ``cls`` has a single integer key, else None."""
+    return identity[0] if integer_keyed(cls) else None
 
 
 def table_of(cls: type[Any]) -> sa.Table:
@@ -123,38 +159,62 @@ def table_of(cls: type[Any]) -> sa.Table:
 
 
 @functools.lru_cache(maxsize=256)
-def _insert_sql(table: sa.Table, integer: bool, uniform: bool) -> Any:
+def _insert_sql(table: sa.Table, integer: bool, uniform: bool, runs: bool) -> Any:
     """One INSERT of a class's events, the values as arrays: the same statement for any count.
 
-    The rows are grouped in SQL: one event row per version and change_info,
-    its keys in the order they were sent. ``integer``: the keys travel as a
-    bigint array and become record keys in SQL (``[42]``); ``uniform``: one
-    change_info for every row, sent once.
+    The rows are grouped in SQL: one event row per version and change_info (and
+    run of keys), its keys in the order they were sent. ``integer``: the keys
+    travel as a bigint array, become record keys in SQL (``[42]``) and give the
+    row its ``key_span``; ``uniform``: one change_info for every row, sent
+    once; ``runs``: the keys are split into runs (:data:`MAX_GAP`), numbered
+    in array ``r``.
     """
     name = qualified_name(table)
-    key = "'[' || k || ']'" if integer else "k"
     arrays = [_arrays.bind("k", "bigint" if integer else "text"), _arrays.bind("v", "integer")]
-    columns = ["k", "v"]
-    if uniform:
-        info, group = "CAST(:info AS jsonb)", "v"
-    else:
-        arrays.append(_arrays.bind("i", "text"))
-        columns.append("i")
-        info, group = "CAST(i AS jsonb)", "v, i"
+    columns, group = ["k", "v"], ["v"]
     binds: list[Any] = [
         sa.bindparam("at", type_=sa.DateTime(timezone=True)),
         sa.bindparam("t", type_=sa.Text),
         sa.bindparam("e", type_=sa.Text),
         sa.bindparam("k", type_=_arrays.TEXT),
         sa.bindparam("v", type_=_arrays.TEXT),
-        sa.bindparam("info", type_=sa.Text) if uniform else sa.bindparam("i", type_=_arrays.TEXT),
     ]
+    if uniform:
+        info = "CAST(:info AS jsonb)"
+        binds.append(sa.bindparam("info", type_=sa.Text))
+    else:
+        info = "CAST(i AS jsonb)"
+        arrays.append(_arrays.bind("i", "text"))
+        columns.append("i")
+        group.append("i")
+        binds.append(sa.bindparam("i", type_=_arrays.TEXT))
+    if runs:
+        arrays.append(_arrays.bind("r", "integer"))
+        columns.append("r")
+        group.append("r")
+        binds.append(sa.bindparam("r", type_=_arrays.TEXT))
+    if integer:
+        keys_ = "array_agg('[' || k || ']' ORDER BY n)"
+        # [min, max + 1): the largest bigint has no successor, so its span is unbounded.
+        span = "int8range(min(k), CASE WHEN max(k) < 9223372036854775807 THEN max(k) + 1 END)"
+    else:
+        keys_, span = "array_agg(k ORDER BY n)", "NULL"
     return sa.text(
-        f"INSERT INTO {name} (table_name, record_keys, version, entity, changed, change_info) "
-        f"SELECT :t, array_agg({key} ORDER BY n), v, :e, :at, {info} "
+        f"INSERT INTO {name} "
+        "(table_name, record_keys, key_span, version, entity, changed, change_info) "
+        f"SELECT :t, {keys_}, {span}, v, :e, :at, {info} "
         f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(columns)}, n) "
-        f"GROUP BY {group}"
+        f"GROUP BY {', '.join(group)}"
     ).bindparams(*binds)
+
+
+def _runs(keys_: list[int]) -> list[int] | None:
+    """Each key's run number (a run: keys at most :data:`MAX_GAP` apart), or None for one run."""
+    ordered = sorted(set(keys_))
+    starts = [b for a, b in itertools.pairwise(ordered) if b - a > MAX_GAP]
+    if not starts:
+        return None
+    return [bisect.bisect_right(starts, key) for key in keys_]
 
 
 @dataclass(frozen=True)
@@ -213,10 +273,10 @@ class Events:
         group = self.groups.get(cls)
         if group is None:
             group = self.groups[cls] = _Group()
-        if kind.integer_key is not None and type(identity[0]) is int:
-            group.keys.append(identity[0])
-        else:
+        if kind.integer_key is None:
             group.keys.append(_record_key(cls, identity))
+        else:  # normalised in write_group unless an int already
+            group.keys.append(identity[0])
         group.versions.append(version)
         group.infos.append(info)
 
@@ -230,9 +290,10 @@ def write_group(session: Session, cls: type[Any], group: _Group, changed: Any) -
     if not group.keys:
         return
     kind = _kind(cast(Hashable, cls))
-    integer = kind.integer_key is not None and all(type(k) is int for k in group.keys)
-    if not integer and kind.integer_key is not None:
-        group.keys = [k if isinstance(k, str) else _record_key(cls, (k,)) for k in group.keys]
+    integer = kind.integer_key is not None
+    if integer and not all(type(k) is int for k in group.keys):  # a key set as "5", say
+        group.keys = [keys.normalise_identity(cls, (k,))[0] for k in group.keys]
+    runs = _runs(group.keys) if integer else None
     first = group.infos[0]
     uniform = all(info is first or info == first for info in group.infos)
     params: dict[str, Any] = {
@@ -246,8 +307,10 @@ def write_group(session: Session, cls: type[Any], group: _Group, changed: Any) -
         params["info"] = first
     else:
         params["i"] = _arrays.literal(group.infos)
+    if runs is not None:
+        params["r"] = _arrays.literal(runs)
     connection = session.connection(bind_arguments={"mapper": kind.mapper})
-    connection.execute(_insert_sql(kind.table, integer, uniform), params)
+    connection.execute(_insert_sql(kind.table, integer, uniform, runs is not None), params)
 
 
 def _record_key(cls: type[Any], identity: tuple[Any, ...]) -> str:

@@ -116,7 +116,8 @@ def _versions_select(cls: Any, before: bool, after: bool) -> Any:
 @functools.lru_cache(maxsize=1024)
 def _creation_changed(cls: Any, version: Any) -> Any:
     """When the incarnation of a record holding ``version`` was created: a scalar subquery
-    (the record key as parameter ``chrononaut_record_key``).
+    (the record key as parameter ``chrononaut_record_key``, and for a single
+    integer key its integer as ``chrononaut_record_id``).
 
     A key deleted and inserted again has several creation events; the one that
     counts is the newest at or below ``version`` (of two at one version, left
@@ -127,7 +128,13 @@ def _creation_changed(cls: Any, version: Any) -> Any:
         sa.select(table.c.changed)
         .where(
             table.c.table_name == keys.table_name(cls),
-            creations.created(table, sa.bindparam("chrononaut_record_key", type_=sa.Text)),
+            creations.created(
+                table,
+                sa.bindparam("chrononaut_record_key", type_=sa.Text),
+                sa.bindparam("chrononaut_record_id", type_=sa.BigInteger)
+                if creations.integer_keyed(cls)
+                else None,
+            ),
             table.c.version <= version,
         )
         .order_by(table.c.version.desc(), table.c.changed.desc())
@@ -163,18 +170,21 @@ def version_at(obj: Any, at: datetime) -> Any:
     at = as_utc(at, "version_at(at)")
     session = _session(obj)
     cls: Any = type(obj)
-    record_key = keys.record_key(keys.identity_of(obj))
+    identity = keys.identity_of(obj)
+    record = {
+        "chrononaut_record_key": keys.record_key(identity),
+        "chrononaut_record_id": creations.record_id(cls, identity),
+    }
     params = _key_params(obj)
     params["chrononaut_after"] = at
-    params["chrononaut_record_key"] = record_key
+    params.update(record)
     row = session.execute(_version_at_select(cls), params).first()
     if row is not None:
         found, created = row
     else:
         found = None
         created = session.scalar(
-            _created_select(cls),
-            {"chrononaut_record_key": record_key, "chrononaut_version": obj.version},
+            _created_select(cls), {**record, "chrononaut_version": obj.version}
         )
     if created is not None and created > at:
         return None

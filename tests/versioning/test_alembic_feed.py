@@ -47,6 +47,7 @@ def test_autogenerate_adds_the_column_indexes_and_creations_table(engine, Base):
         assert summary == {
             ("CreateTableOp", "chrononaut_creations", None),
             ("CreateIndexOp", "chrononaut_creations", "ix_chrononaut_creations_record"),
+            ("CreateIndexOp", "chrononaut_creations", "ix_chrononaut_creations_span"),
             ("CreateIndexOp", "chrononaut_creations", "ix_chrononaut_creations_changed"),
             ("CreateIndexOp", "chrononaut_creations", "ix_chrononaut_creations_transaction_id"),
             ("AddColumnOp", "account_history", None),

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 import chrononaut
 from chrononaut import Versioned, acting_as, append_change_info, rationale, suppress_versioning
 from chrononaut.context import PENDING_TOP_INFO_KEY
+from chrononaut.versioning.creations import MAX_GAP
 
 T0 = datetime(2024, 1, 1, 8, 0, tzinfo=timezone.utc)
 
@@ -86,25 +87,51 @@ def test_one_event_row_per_version_and_change_info_of_a_flush(Note, session):
     session.commit()
     rows = session.execute(
         sa.text(
-            "SELECT record_keys, version, change_info -> 'extra' FROM chrononaut_creations "
-            "ORDER BY transaction_id, version, record_keys"
+            "SELECT record_keys, key_span, version, change_info -> 'extra' "
+            "FROM chrononaut_creations ORDER BY transaction_id, version, record_keys"
         )
     ).all()
-    assert [tuple(r) for r in rows] == [
+    spans = [(r.key_span.lower, r.key_span.upper) for r in rows]  # canonical: [lower, upper)
+    assert [(r.record_keys, r.version, r[3]) for r in rows] == [
         (["[7]"], 0, None),  # the first flush
         (["[10]", "[2]", "[30]"], 0, None),  # the flush's records without own info
         (["[3]"], 0, {"reason": "by hand"}),
         (["[7]"], 1, None),  # inserted again after its deletion row: version 1
     ]
-    for key, version in (("[2]", 0), ("[3]", 0), ("[7]", 1)):
+    assert spans == [(7, 8), (2, 31), (3, 4), (7, 8)]
+    for key, version in ((2, 0), (3, 0), (7, 1), (30, 0)):
         found = session.execute(
             sa.text(
-                "SELECT max(version) FROM chrononaut_creations "
-                "WHERE table_name = 'note' AND record_keys @> ARRAY[CAST(:k AS text)]"
+                "SELECT max(version) FROM chrononaut_creations WHERE table_name = 'note' "
+                "AND key_span @> CAST(:id AS bigint) AND record_keys @> ARRAY[CAST(:k AS text)]"
             ),
-            {"k": key},
+            {"id": key, "k": f"[{key}]"},
         ).scalar()
         assert found == version
+
+
+def test_keys_far_apart_get_event_rows_of_their_own_and_all_are_found(Note, session):
+    """Spans stay narrow: a gap wider than MAX_GAP starts a row; lookups find each key."""
+    far = [-(2**31), 1, 2, 3, 3 + MAX_GAP, 10_000, 10_001, 2**31 - 1]
+    with freeze_time(T0):
+        session.add_all([Note(id=n, text="x") for n in reversed(far)])
+        session.commit()
+    spans = session.execute(
+        sa.text("SELECT lower(key_span), upper(key_span) - 1 FROM chrononaut_creations ORDER BY 1")
+    ).all()
+    assert [tuple(s) for s in spans] == [
+        (-(2**31), -(2**31)),
+        (1, 3 + MAX_GAP),
+        (10_000, 10_001),
+        (2**31 - 1, 2**31 - 1),
+    ]
+    for n in far:
+        note = session.get(Note, n)
+        assert note.version_at(T0 - timedelta(seconds=1)) is None
+        assert note.version_at(T0 + timedelta(seconds=1)) is note
+    session.add(Note(id=4, text="later"))  # inside the first span, a row of its own
+    session.commit()
+    assert session.get(Note, 4).version_at(T0 + timedelta(seconds=1)) is None
 
 
 def test_reinserted_key_gets_a_creation_event_of_its_new_version(Note, session):
@@ -417,3 +444,22 @@ def test_a_large_flush_is_one_event_row_paged_through_the_feed_without_gaps(Note
         before = page[-1].cursor
     assert len(seen) == count and set(seen) == {(n,) for n in range(1, count + 1)}
     assert session.get(Note, count).version_at(datetime.now(timezone.utc)) is not None
+
+
+def test_the_extreme_bigint_keys_have_spans_and_are_found(Base, engine, session):
+    """The largest bigint has no successor: its span is unbounded above, not an error."""
+
+    class Big(Base, Versioned):
+        __tablename__ = "big"
+        id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+        text: Mapped[str]
+
+    Base.metadata.create_all(engine)
+    extremes = [2**63 - 1, -(2**63), 0]
+    with freeze_time(T0):
+        session.add_all([Big(id=n, text="x") for n in extremes])
+        session.commit()
+    for n in extremes:
+        big = session.get(Big, n)
+        assert big.version_at(T0 - timedelta(seconds=1)) is None
+        assert big.version_at(T0 + timedelta(seconds=1)) is big
