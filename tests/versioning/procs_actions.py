@@ -78,3 +78,28 @@ def _write(doc: RaceDoc, worker: str, round_: int) -> None:
         doc.revert_to(1 if doc.title == "original" else 0)
     else:
         doc.title = f"edit {round_}"
+
+
+def insert_batches(url: str, worker: str, rounds: int, size: int, barrier: Any, results: Any):
+    """Each round, with the other workers at once: insert ``size`` documents and commit.
+
+    The documents' keys come from one sequence, so concurrent batches interleave
+    and their creation events' key spans overlap. Reports the keys committed.
+    """
+
+    def body() -> dict[str, Any]:
+        engine, factory = _factory(url)
+        keys: list[int] = []
+        try:
+            with factory() as session, acting_as(worker):
+                for round_ in range(rounds):
+                    docs = [RaceDoc(title=f"{worker} {round_} {n}") for n in range(size)]
+                    barrier.wait(CHILD_WAIT)
+                    session.add_all(docs)
+                    session.commit()
+                    keys += [doc.id for doc in docs]
+        finally:
+            engine.dispose()
+        return {"keys": keys}
+
+    _report(results, worker, body)
