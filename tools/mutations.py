@@ -22,6 +22,31 @@ read changes nothing, because the session's own ``lock()`` keys never reach it.
 """
 
 MUTATIONS = [
+    # --- creation events as one row per flush (issue 11) ---------------------------
+    {
+        "id": "span-upper-inclusive-dropped",
+        "description": "an event row's key span leaves out its largest key",
+        "file": "chrononaut/versioning/creations.py",
+        "original": "THEN max(k) + 1 END",
+        "replacement": "THEN max(k) END",
+        "tests": ["tests/versioning/test_creations.py"],
+    },
+    {
+        "id": "runs-split-at-the-gap",
+        "description": "keys exactly MAX_GAP apart start a new event row",
+        "file": "chrononaut/versioning/creations.py",
+        "original": "if b - a > MAX_GAP]",
+        "replacement": "if b - a >= MAX_GAP]",
+        "tests": ["tests/versioning/test_creations.py"],
+    },
+    {
+        "id": "record-id-lost",
+        "description": "a single integer key's lookup goes to the GIN path, which has no spans",
+        "file": "chrononaut/versioning/creations.py",
+        "original": "return identity[0] if integer_keyed(cls) else None",
+        "replacement": "return None",
+        "tests": ["tests/versioning/test_creations.py"],
+    },
     # --- performance round 2 (issue 13) -------------------------------------------
     {
         "id": "arrays-quote-unescaped",
@@ -246,8 +271,8 @@ MUTATIONS = [
         "id": "versions-before-exclusive",
         "description": "versions(before=...) excludes a version changed exactly at before",
         "file": "chrononaut/versioning/queries.py",
-        "original": "history_cls.changed <= before",
-        "replacement": "history_cls.changed < before",
+        "original": 'history_cls.changed <= sa.bindparam("chrononaut_before")',
+        "replacement": 'history_cls.changed < sa.bindparam("chrononaut_before")',
         "tests": ["tests/versioning/test_queries.py"],
     },
     # --- versioning: bulk statements --------------------------------------------
