@@ -52,6 +52,7 @@ from ..locking import keys
 from ..locking.leases import qualified_name
 from ..settings import activate, deactivate, settings_for
 from .change_info import SENT_INFO_KEY, ChangeInfoBuilder
+from .history import pk_keys_of
 from .names import CHANGE_INFO, CHANGED, TRANSACTION_ID, TRANSACTION_ID_DEFAULT, VERSION
 
 TABLE_NAME = "chrononaut_creations"
@@ -236,7 +237,7 @@ def _kind(cls: type[Any]) -> _Kind:
     from .mixin import Versioned
 
     mapper = sa.inspect(cls)
-    pk_keys = tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key)
+    pk_keys = pk_keys_of(mapper)
     integer = len(pk_keys) == 1 and isinstance(mapper.primary_key[0].type, sa.Integer)
     entity = mapper.polymorphic_identity
     return _Kind(

@@ -24,7 +24,7 @@ from ..locking import optimistic
 from ..settings import activate, deactivate, settings_for
 from .change_info import ChangeInfoBuilder
 from .creations import FlushCreations
-from .history import HistoryBase, VersioningInfo, written_columns
+from .history import HistoryBase, VersioningInfo, pk_keys_of, written_columns
 from .names import CHANGE_INFO, CHANGED, VERSION
 from .record_changes import RecordChanges
 
@@ -281,10 +281,8 @@ class _FlushRecorder:
         obj.changed = self.now
 
 
-@functools.lru_cache(maxsize=1024)
-def _pk_keys(mapper: Any) -> tuple[str, ...]:
-    """The attribute keys of ``mapper``'s primary key columns."""
-    return tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
+#: :func:`.history.pk_keys_of`, cached: a flush asks once per new record's class.
+_pk_keys = functools.lru_cache(maxsize=1024)(pk_keys_of)
 
 
 def refuse_history_insert(name: str) -> None:
